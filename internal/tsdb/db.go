@@ -1,0 +1,576 @@
+package tsdb
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configures a DB. A nil *Options or a zero field means the default.
+type Options struct {
+	Logger *slog.Logger
+	// FlushSamples: flush the head into parts, in the background, when it
+	// holds this many samples. Default 4 Mi.
+	FlushSamples int
+	// FlushInterval: flush the head at least this often. Default 10m.
+	FlushInterval time.Duration
+	// RawRetention: whole day partitions older than this are dropped.
+	// Default 240h (10 days).
+	RawRetention time.Duration
+	// MaxPending bounds the samples queued for the WAL committer; beyond it
+	// Append returns ErrOverloaded at once. Default 2 Mi.
+	MaxPending int
+	// Now returns the current time, for retention. Default time.Now.
+	Now func() time.Time
+	// MergeInterval: how often background merges and retention run.
+	// Default 1m.
+	MergeInterval time.Duration
+}
+
+func (o *Options) withDefaults() Options {
+	var r Options
+	if o != nil {
+		r = *o
+	}
+	if r.Logger == nil {
+		r.Logger = slog.Default()
+	}
+	r.Logger = r.Logger.With("component", "tsdb")
+	if r.FlushSamples <= 0 {
+		r.FlushSamples = 4 << 20
+	}
+	if r.FlushInterval <= 0 {
+		r.FlushInterval = 10 * time.Minute
+	}
+	if r.RawRetention <= 0 {
+		r.RawRetention = 240 * time.Hour
+	}
+	if r.MaxPending <= 0 {
+		r.MaxPending = 2 << 20
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if r.MergeInterval <= 0 {
+		r.MergeInterval = time.Minute
+	}
+	return r
+}
+
+// Stats are counters and gauges of a DB. See DB.Stats.
+type Stats struct {
+	Series          int   // series in the index
+	HeadSamples     int64 // samples in memory not yet in parts (incl. a flush in progress)
+	Parts           int   // part files
+	Partitions      int   // day directories
+	PartBytes       int64 // bytes of part files
+	WALBytes        int64 // bytes of live WAL segments
+	WALSegments     int
+	DiskBytes       int64 // parts + WAL + series index + manifest
+	AppendedSamples int64 // samples acknowledged by Append since Open
+	Commits         int64 // group commits (one write + one fsync each)
+	Flushes         int64
+	FlushedSamples  int64
+	Merges          int64
+	DroppedDays     int64 // partitions removed by retention
+	ReplayedRecords int64 // WAL records replayed by Open
+	ReplayedSamples int64
+	TornTails       int64 // torn WAL tails truncated by Open
+	SkippedSamples  int64 // samples of unknown series skipped on replay
+}
+
+type dbStats struct {
+	appended, commits, flushes, flushed, merges, dropped atomic.Int64
+	replayedRecords, replayedSamples, torn, skipped       atomic.Int64
+	walBytes, seriesBytes                                 atomic.Int64
+}
+
+// commitBatch is what the committer writes in one write + fsync.
+type commitBatch struct {
+	buf     []byte
+	appends [][]Sample
+	done    chan struct{}
+	err     error
+}
+
+// DB is a time-series store in one directory. All methods are safe for
+// concurrent use.
+type DB struct {
+	dir    string
+	opts   Options
+	logger *slog.Logger
+	lock   *os.File
+	idx    *seriesIndex
+	stats  dbStats
+
+	// The WAL queue: Append and GetOrCreate add to cur under qmu.
+	qmu      sync.Mutex
+	cur      *commitBatch
+	spareBuf []byte
+	pending  int
+	closed   bool
+	notify   chan struct{}
+
+	// The committer's state, under commitMu: the open segment.
+	commitMu sync.Mutex
+	walDir   string
+	seg      *os.File
+	segSeq   uint64
+	segSize  int64
+	walErr   error // sticky: after a failed write or fsync nothing is trusted
+
+	headSamples   atomic.Int64 // active head
+	frozenSamples atomic.Int64 // head being flushed
+
+	// What readers see: parts, and which frozen heads are already in them.
+	viewMu    sync.RWMutex
+	parts     *partSet
+	published uint64
+
+	// flushMu serializes flushes, merges and retention (manifest writers).
+	flushMu  sync.Mutex
+	flushGen uint64
+	walCut   uint64 // first WAL segment not covered by parts
+	nextID   uint64 // next part id
+	seriesN  int    // series persisted in the series file
+	seriesF  *os.File
+
+	flushCh chan struct{}
+	quit    chan struct{}
+	bgQuit  chan struct{}
+	wg      sync.WaitGroup
+	bgWG    sync.WaitGroup
+	closeMu sync.Mutex
+	shut    bool
+}
+
+// Open opens (creating if needed) the store in dir. It takes an exclusive
+// lock on dir/LOCK (ErrLocked if held), loads the series index and the
+// parts, replays the WAL written after the last flush, and truncates a torn
+// WAL tail, reporting it in the log.
+func Open(dir string, opts *Options) (*DB, error) {
+	o := opts.withDefaults()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir %s is not usable: %w", dir, err)
+	}
+	lk, err := lockFile(filepath.Join(dir, "LOCK"))
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{
+		dir:     dir,
+		opts:    o,
+		logger:  o.Logger,
+		lock:    lk,
+		idx:     newSeriesIndex(),
+		walDir:  filepath.Join(dir, "wal"),
+		notify:  make(chan struct{}, 1),
+		flushCh: make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		bgQuit:  make(chan struct{}),
+		parts:   &partSet{},
+	}
+	db.cur = &commitBatch{done: make(chan struct{})}
+	if err := db.recover(); err != nil {
+		db.closeFiles()
+		unlockFile(lk)
+		return nil, err
+	}
+	db.wg.Add(1)
+	go db.commitLoop()
+	db.bgWG.Add(1)
+	go db.backgroundLoop()
+	return db, nil
+}
+
+// recover loads the index and the parts and replays the WAL.
+func (db *DB) recover() error {
+	start := time.Now()
+	if err := os.MkdirAll(db.walDir, 0o755); err != nil {
+		return fmt.Errorf("create wal dir: %w", err)
+	}
+	if err := db.loadManifest(); err != nil {
+		return err
+	}
+	if err := db.loadSeries(); err != nil {
+		return err
+	}
+	seqs, err := walSegments(db.walDir)
+	if err != nil {
+		return fmt.Errorf("list wal: %w", err)
+	}
+	var live []uint64
+	for _, s := range seqs {
+		if s < db.walCut {
+			// Covered by parts: a flush ended before deleting it.
+			if err := os.Remove(segmentPath(db.walDir, s)); err != nil {
+				return fmt.Errorf("remove flushed wal segment: %w", err)
+			}
+			continue
+		}
+		live = append(live, s)
+	}
+	var records, samples int64
+	var buf []Sample
+	for i, s := range live {
+		path := segmentPath(db.walDir, s)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("read wal segment %s: %w", path, err)
+		}
+		n, err := scanSegment(data, func(typ byte, body []byte) error {
+			records++
+			switch typ {
+			case recSeries:
+				ref, name, labels, err := decodeSeriesRecord(body)
+				if err != nil {
+					return err
+				}
+				db.idx.mu.Lock()
+				db.idx.addLocked(ref, name, labels)
+				db.idx.mu.Unlock()
+			case recSamples:
+				buf, err = decodeSamplesRecord(body, buf[:0])
+				if err != nil {
+					return err
+				}
+				samples += int64(len(buf))
+				db.applySamples([][]Sample{buf})
+			default:
+				return fmt.Errorf("%w: wal record type %d", ErrCorrupt, typ)
+			}
+			return nil
+		})
+		if err != nil {
+			if !errors.Is(err, errTorn) && !errors.Is(err, errChecksum) {
+				return fmt.Errorf("replay wal segment %s at offset %d: %w", path, n, err)
+			}
+			if i != len(live)-1 {
+				return fmt.Errorf("%w: wal segment %s: %v at offset %d, and later segments exist", ErrCorrupt, path, err, n)
+			}
+			db.logger.Warn("truncating torn WAL tail", "segment", path, "offset", n,
+				"dropped_bytes", len(data)-n, "reason", err.Error())
+			if err := os.Truncate(path, int64(n)); err != nil {
+				return fmt.Errorf("truncate torn wal tail: %w", err)
+			}
+			db.stats.torn.Add(1)
+		}
+		db.stats.walBytes.Add(int64(n))
+	}
+	db.stats.replayedRecords.Store(records)
+	db.stats.replayedSamples.Store(samples)
+	next := db.walCut
+	if len(live) > 0 && live[len(live)-1]+1 > next {
+		next = live[len(live)-1] + 1
+	}
+	if err := db.openSegment(next); err != nil {
+		return err
+	}
+	db.logger.Info("opened metrics store", "dir", db.dir, "series", db.idx.len(),
+		"parts", len(db.parts.parts), "wal_records", records, "wal_samples", samples,
+		"duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// openSegment creates WAL segment seq and makes it current. Callers hold
+// commitMu or run before the committer starts.
+func (db *DB) openSegment(seq uint64) error {
+	f, err := os.OpenFile(segmentPath(db.walDir, seq), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("create wal segment: %w", err)
+	}
+	if err := syncDir(db.walDir); err != nil {
+		f.Close()
+		return fmt.Errorf("sync wal dir: %w", err)
+	}
+	if db.seg != nil {
+		db.seg.Close()
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	db.seg, db.segSeq, db.segSize = f, seq, st.Size()
+	return nil
+}
+
+// commitLoop is the single WAL committer.
+func (db *DB) commitLoop() {
+	defer db.wg.Done()
+	for {
+		select {
+		case <-db.notify:
+			db.commitOnce()
+		case <-db.quit:
+			for db.commitOnce() {
+			}
+			return
+		}
+	}
+}
+
+// commitOnce writes and fsyncs everything queued, applies it to the head
+// and releases the waiters. It reports whether there was anything.
+func (db *DB) commitOnce() bool {
+	db.qmu.Lock()
+	b := db.cur
+	if len(b.buf) == 0 {
+		db.qmu.Unlock()
+		return false
+	}
+	db.cur = &commitBatch{done: make(chan struct{}), buf: db.spareBuf[:0]}
+	db.spareBuf = nil
+	db.pending = 0
+	db.qmu.Unlock()
+
+	db.commitMu.Lock()
+	err := db.walErr
+	if err == nil {
+		_, err = db.seg.Write(b.buf)
+		if err == nil {
+			err = db.seg.Sync()
+		}
+		if err != nil {
+			err = fmt.Errorf("write wal segment %d: %w", db.segSeq, err)
+			db.walErr = err
+			db.logger.Error("WAL write failed; refusing further writes", "err", err)
+		} else {
+			db.segSize += int64(len(b.buf))
+			db.stats.walBytes.Add(int64(len(b.buf)))
+			db.stats.commits.Add(1)
+			db.applySamples(b.appends)
+			if db.segSize >= walSegmentLimit {
+				if rerr := db.openSegment(db.segSeq + 1); rerr != nil {
+					db.walErr = rerr
+				}
+			}
+		}
+	}
+	db.commitMu.Unlock()
+	b.err = err
+	close(b.done)
+
+	clear(b.appends)
+	if cap(b.buf) <= 16<<20 {
+		db.qmu.Lock()
+		db.spareBuf = b.buf[:0]
+		db.qmu.Unlock()
+	}
+	return true
+}
+
+var encPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// Append adds samples to their series. It returns only after the samples
+// are durable in the WAL (fsync'd by the group committer); they are then
+// readable by Scan. Samples may be in any time order, and duplicates are
+// kept. It returns ErrOverloaded at once when too many samples are queued,
+// ErrUnknownSeries for a ref GetOrCreate never returned, and ErrClosed after
+// Close. Append does not keep samples after it returns.
+func (db *DB) Append(samples []Sample) error {
+	if len(samples) == 0 {
+		return nil
+	}
+	n := SeriesRef(db.idx.len())
+	for _, s := range samples {
+		if s.Ref == 0 || s.Ref > n {
+			return fmt.Errorf("%w: %d", ErrUnknownSeries, s.Ref)
+		}
+	}
+	bp := encPool.Get().(*[]byte)
+	rec := appendSamplesRecord((*bp)[:0], samples)
+	db.qmu.Lock()
+	if db.closed {
+		db.qmu.Unlock()
+		encPool.Put(bp)
+		return ErrClosed
+	}
+	if db.pending > 0 && db.pending+len(samples) > db.opts.MaxPending {
+		db.qmu.Unlock()
+		encPool.Put(bp)
+		return ErrOverloaded
+	}
+	b := db.cur
+	b.buf = append(b.buf, rec...)
+	b.appends = append(b.appends, samples)
+	db.pending += len(samples)
+	db.qmu.Unlock()
+	if cap(rec) <= 1<<20 {
+		*bp = rec
+		encPool.Put(bp)
+	}
+	select {
+	case db.notify <- struct{}{}:
+	default:
+	}
+	<-b.done
+	if b.err == nil {
+		db.stats.appended.Add(int64(len(samples)))
+	}
+	return b.err
+}
+
+// GetOrCreate returns the ref of the series with this name and labels,
+// creating it if needed. It does not allocate when the series exists. A new
+// series is written to the WAL before any sample that references it.
+func (db *DB) GetOrCreate(name []byte, labels []Label) (SeriesRef, error) {
+	if s := db.idx.lookup(name, labels); s != nil {
+		return s.ref, nil
+	}
+	if len(name) == 0 {
+		return 0, errors.New("tsdb: empty series name")
+	}
+	ls := append([]Label(nil), labels...)
+	sortLabels(ls)
+	db.idx.mu.Lock()
+	defer db.idx.mu.Unlock()
+	db.qmu.Lock()
+	defer db.qmu.Unlock()
+	if db.closed {
+		return 0, ErrClosed
+	}
+	s, created := db.idx.addLocked(SeriesRef(len(db.idx.byRef)+1), string(name), ls)
+	if created {
+		db.cur.buf = appendSeriesRecord(db.cur.buf, s.ref, s.name, s.labels)
+		select {
+		case db.notify <- struct{}{}:
+		default:
+		}
+	}
+	return s.ref, nil
+}
+
+// Lookup returns the ref of an existing series.
+func (db *DB) Lookup(name []byte, labels []Label) (SeriesRef, bool) {
+	if s := db.idx.lookup(name, labels); s != nil {
+		return s.ref, true
+	}
+	return 0, false
+}
+
+// RefsByName returns every series with that name, whatever its labels, in
+// creation order. The caller owns the returned slice.
+func (db *DB) RefsByName(name []byte) []SeriesRef {
+	return db.idx.refsByName(name)
+}
+
+// SeriesInfo returns a series' name and labels (sorted by name). The
+// returned labels must not be modified.
+func (db *DB) SeriesInfo(ref SeriesRef) (name string, labels []Label, ok bool) {
+	s := db.idx.get(ref)
+	if s == nil {
+		return "", nil, false
+	}
+	return s.name, s.labels, true
+}
+
+// Names returns the sorted distinct series names that start with prefix.
+// The caller owns the returned slice.
+func (db *DB) Names(prefix string) []string {
+	return db.idx.namesWithPrefix(prefix)
+}
+
+// Stats returns the store's counters.
+func (db *DB) Stats() Stats {
+	db.viewMu.RLock()
+	ps := db.parts
+	db.viewMu.RUnlock()
+	var partBytes int64
+	days := map[int64]bool{}
+	for _, p := range ps.parts {
+		partBytes += p.size
+		days[p.day] = true
+	}
+	db.commitMu.Lock()
+	segs := int(db.segSeq-db.walCut) + 1
+	db.commitMu.Unlock()
+	s := Stats{
+		Series:          db.idx.len(),
+		HeadSamples:     db.headSamples.Load() + db.frozenSamples.Load(),
+		Parts:           len(ps.parts),
+		Partitions:      len(days),
+		PartBytes:       partBytes,
+		WALBytes:        db.stats.walBytes.Load(),
+		WALSegments:     segs,
+		AppendedSamples: db.stats.appended.Load(),
+		Commits:         db.stats.commits.Load(),
+		Flushes:         db.stats.flushes.Load(),
+		FlushedSamples:  db.stats.flushed.Load(),
+		Merges:          db.stats.merges.Load(),
+		DroppedDays:     db.stats.dropped.Load(),
+		ReplayedRecords: db.stats.replayedRecords.Load(),
+		ReplayedSamples: db.stats.replayedSamples.Load(),
+		TornTails:       db.stats.torn.Load(),
+		SkippedSamples:  db.stats.skipped.Load(),
+	}
+	s.DiskBytes = s.PartBytes + s.WALBytes + db.stats.seriesBytes.Load()
+	return s
+}
+
+// Close stops background work, flushes the head into parts, and releases
+// the lock. Appends racing with Close either complete or return ErrClosed.
+func (db *DB) Close() error {
+	db.closeMu.Lock()
+	defer db.closeMu.Unlock()
+	if db.shut {
+		return ErrClosed
+	}
+	db.shut = true
+	db.qmu.Lock()
+	db.closed = true
+	db.qmu.Unlock()
+	close(db.quit)
+	db.wg.Wait()
+	close(db.bgQuit)
+	db.bgWG.Wait()
+	err := db.flush()
+	db.closeFiles()
+	if uerr := unlockFile(db.lock); err == nil {
+		err = uerr
+	}
+	return err
+}
+
+// kill stops the DB as a crash would: no flush, files closed, lock released.
+// Only tests call it.
+func (db *DB) kill() {
+	db.closeMu.Lock()
+	defer db.closeMu.Unlock()
+	if db.shut {
+		return
+	}
+	db.shut = true
+	db.qmu.Lock()
+	db.closed = true
+	db.qmu.Unlock()
+	close(db.quit)
+	db.wg.Wait()
+	close(db.bgQuit)
+	db.bgWG.Wait()
+	db.closeFiles()
+	unlockFile(db.lock)
+}
+
+func (db *DB) closeFiles() {
+	db.commitMu.Lock()
+	if db.seg != nil {
+		db.seg.Close()
+		db.seg = nil
+	}
+	db.commitMu.Unlock()
+	if db.seriesF != nil {
+		db.seriesF.Close()
+		db.seriesF = nil
+	}
+	db.viewMu.Lock()
+	ps := db.parts
+	db.parts = &partSet{}
+	db.viewMu.Unlock()
+	ps.release()
+}

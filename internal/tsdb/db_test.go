@@ -1,0 +1,144 @@
+package tsdb
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+)
+
+func testOpts() *Options {
+	return &Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+func openTest(t testing.TB, dir string, o *Options) *DB {
+	t.Helper()
+	if o == nil {
+		o = testOpts()
+	}
+	db, err := Open(dir, o)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return db
+}
+
+// collect returns every sample of ref in [mint, maxt).
+func collect(t testing.TB, db *DB, ref SeriesRef, mint, maxt int64) ([]int64, []float64) {
+	t.Helper()
+	var ts []int64
+	var vs []float64
+	err := db.Scan(ref, mint, maxt, func(a []int64, b []float64) bool {
+		ts = append(ts, a...)
+		vs = append(vs, b...)
+		return true
+	})
+	if err != nil {
+		t.Fatalf("scan: %v", err)
+	}
+	return ts, vs
+}
+
+func TestAppendScanReopen(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir, nil)
+	a, err := db.GetOrCreate([]byte("cpu"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := db.GetOrCreate([]byte("cpu"), []Label{{"host", "x"}, {"dc", "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a == b {
+		t.Fatalf("same ref for different labels")
+	}
+	if r, ok := db.Lookup([]byte("cpu"), []Label{{"dc", "1"}, {"host", "x"}}); !ok || r != b {
+		t.Fatalf("lookup with unsorted labels: %v %v", r, ok)
+	}
+	if err := db.Append([]Sample{{a, 2000, 1.5}, {b, 1000, 2}, {a, 1000, 0.25}, {a, 2000, 1.5}}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(db *DB) {
+		t.Helper()
+		ts, vs := collect(t, db, a, 0, 1<<62)
+		if fmt.Sprint(ts, vs) != "[1000 2000 2000] [0.25 1.5 1.5]" {
+			t.Fatalf("series a: %v %v", ts, vs)
+		}
+		ts, _ = collect(t, db, b, 0, 1001)
+		if len(ts) != 1 {
+			t.Fatalf("series b: %v", ts)
+		}
+		if got := db.Names("cp"); fmt.Sprint(got) != "[cpu]" {
+			t.Fatalf("names: %v", got)
+		}
+		if got := db.RefsByName([]byte("cpu")); len(got) != 2 {
+			t.Fatalf("refs by name: %v", got)
+		}
+	}
+	check(db)
+	if _, err := Open(dir, testOpts()); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+	db.kill()
+	db = openTest(t, dir, nil)
+	check(db)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openTest(t, dir, nil)
+	check(db)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Append([]Sample{{a, 1, 1}}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("append after close: %v", err)
+	}
+}
+
+func TestConcurrentAppend(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir, nil)
+	const writers, batches, per = 4, 50, 100
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			ref, err := db.GetOrCreate([]byte(fmt.Sprintf("s%d", w)), nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for i := 0; i < batches; i++ {
+				ss := make([]Sample, per)
+				for j := range ss {
+					ss[j] = Sample{ref, int64(i*per + j), float64(j)}
+				}
+				if err := db.Append(ss); err != nil {
+					t.Error(err)
+					return
+				}
+				if ts, _ := collect(t, db, ref, 0, 1<<62); len(ts) != (i+1)*per {
+					t.Errorf("after append %d: %d samples visible", i, len(ts))
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	db.kill()
+	db = openTest(t, dir, nil)
+	defer db.Close()
+	for w := 0; w < writers; w++ {
+		ref, ok := db.Lookup([]byte(fmt.Sprintf("s%d", w)), nil)
+		if !ok {
+			t.Fatalf("series s%d lost", w)
+		}
+		if ts, _ := collect(t, db, ref, 0, 1<<62); len(ts) != batches*per {
+			t.Fatalf("s%d: %d samples after reopen", w, len(ts))
+		}
+	}
+}

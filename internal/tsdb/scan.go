@@ -1,0 +1,230 @@
+package tsdb
+
+import (
+	"sync"
+)
+
+// run is one time-sorted source of a series' samples: a part's blocks or
+// a slice of the head copy. Runs are kept in arrival order.
+type run struct {
+	p          *part
+	blocks     []blockMeta // for a part run
+	lo, hi     int         // for a head run: range of scanState.hts
+	minT, maxT int64
+}
+
+// scanState holds the reusable buffers of one Scan.
+type scanState struct {
+	hts  []int64
+	hvs  []float64
+	runs []run
+	dec  blockDecoder
+	mts  []int64 // merge buffers (slow path)
+	mvs  []float64
+	mts2 []int64
+	mvs2 []float64
+	bnd  []int
+}
+
+var scanPool = sync.Pool{New: func() any { return new(scanState) }}
+
+const scanChunk = 8192
+
+// Scan calls fn with consecutive chunks of the samples of series ref with
+// mint <= T < maxt, in non-decreasing T order; samples with equal T come in
+// arrival order. The slices are valid only during the call and must not be
+// modified. fn returning false stops the scan.
+func (db *DB) Scan(ref SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool) error {
+	s := db.idx.get(ref)
+	if s == nil {
+		return ErrUnknownSeries
+	}
+	if mint >= maxt {
+		return nil
+	}
+	st := scanPool.Get().(*scanState)
+	defer scanPool.Put(st)
+	st.hts, st.hvs, st.runs = st.hts[:0], st.hvs[:0], st.runs[:0]
+
+	db.viewMu.RLock()
+	ps := db.parts
+	ps.acquire()
+	pub := db.published
+	s.mu.Lock()
+	s.sortLocked()
+	var headRuns [2]run
+	nh := 0
+	if s.fgen > pub {
+		lo, hi := searchRange(s.fts, mint, maxt)
+		if lo < hi {
+			headRuns[nh] = run{lo: len(st.hts), hi: len(st.hts) + hi - lo, minT: s.fts[lo], maxT: s.fts[hi-1]}
+			nh++
+			st.hts = append(st.hts, s.fts[lo:hi]...)
+			st.hvs = append(st.hvs, s.fvs[lo:hi]...)
+		}
+	}
+	lo, hi := searchRange(s.ts, mint, maxt)
+	if lo < hi {
+		headRuns[nh] = run{lo: len(st.hts), hi: len(st.hts) + hi - lo, minT: s.ts[lo], maxT: s.ts[hi-1]}
+		nh++
+		st.hts = append(st.hts, s.ts[lo:hi]...)
+		st.hvs = append(st.hvs, s.vs[lo:hi]...)
+	}
+	s.mu.Unlock()
+	db.viewMu.RUnlock()
+	defer ps.release()
+
+	// Part runs in arrival order (parts are ordered by day, then sequence).
+	for _, p := range ps.parts {
+		if p.maxT < mint || p.minT >= maxt {
+			continue
+		}
+		bs := p.seriesBlocks(ref)
+		i, j := 0, len(bs)
+		for i < j && bs[i].maxT < mint {
+			i++
+		}
+		for j > i && bs[j-1].minT >= maxt {
+			j--
+		}
+		if i < j {
+			st.runs = append(st.runs, run{p: p, blocks: bs[i:j], minT: bs[i].minT, maxT: bs[j-1].maxT})
+		}
+	}
+	st.runs = append(st.runs, headRuns[:nh]...)
+
+	ordered := true
+	for i := 1; i < len(st.runs); i++ {
+		if st.runs[i].minT < st.runs[i-1].maxT {
+			ordered = false
+			break
+		}
+	}
+	if ordered {
+		return db.scanOrdered(st, mint, maxt, fn)
+	}
+	return db.scanMerged(st, mint, maxt, fn)
+}
+
+// scanOrdered streams runs that do not overlap in time, block by block.
+func (db *DB) scanOrdered(st *scanState, mint, maxt int64, fn func([]int64, []float64) bool) error {
+	for _, r := range st.runs {
+		if r.p == nil {
+			for i := r.lo; i < r.hi; i += scanChunk {
+				j := min(i+scanChunk, r.hi)
+				if !fn(st.hts[i:j], st.hvs[i:j]) {
+					return nil
+				}
+			}
+			continue
+		}
+		for k := range r.blocks {
+			ts, vs, err := r.p.readBlock(&r.blocks[k], &st.dec)
+			if err != nil {
+				return err
+			}
+			lo, hi := searchRange(ts, mint, maxt)
+			if lo < hi && !fn(ts[lo:hi], vs[lo:hi]) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// scanMerged decodes every run in range, merges them stably by time and
+// emits the result.
+func (db *DB) scanMerged(st *scanState, mint, maxt int64, fn func([]int64, []float64) bool) error {
+	st.mts, st.mvs, st.bnd = st.mts[:0], st.mvs[:0], st.bnd[:0]
+	st.bnd = append(st.bnd, 0)
+	for _, r := range st.runs {
+		if r.p == nil {
+			st.mts = append(st.mts, st.hts[r.lo:r.hi]...)
+			st.mvs = append(st.mvs, st.hvs[r.lo:r.hi]...)
+		} else {
+			for k := range r.blocks {
+				ts, vs, err := r.p.readBlock(&r.blocks[k], &st.dec)
+				if err != nil {
+					return err
+				}
+				lo, hi := searchRange(ts, mint, maxt)
+				st.mts = append(st.mts, ts[lo:hi]...)
+				st.mvs = append(st.mvs, vs[lo:hi]...)
+			}
+		}
+		st.bnd = append(st.bnd, len(st.mts))
+	}
+	ts, vs := st.mergeRuns()
+	for i := 0; i < len(ts); i += scanChunk {
+		j := min(i+scanChunk, len(ts))
+		if !fn(ts[i:j], vs[i:j]) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// mergeRuns merges the sorted runs st.mts[bnd[i]:bnd[i+1]] pairwise, keeping
+// the earlier run first among equal timestamps.
+func (st *scanState) mergeRuns() ([]int64, []float64) {
+	ts, vs := st.mts, st.mvs
+	bnd := st.bnd
+	for len(bnd) > 2 {
+		st.mts2 = growInt64(st.mts2, len(ts))
+		st.mvs2 = growFloat64(st.mvs2, len(ts))
+		ots, ovs := st.mts2, st.mvs2
+		nb := bnd[:1]
+		for i := 0; i+1 < len(bnd); i += 2 {
+			a0, a1 := bnd[i], bnd[i+1]
+			if i+2 >= len(bnd) {
+				copy(ots[a0:a1], ts[a0:a1])
+				copy(ovs[a0:a1], vs[a0:a1])
+				nb = append(nb, a1)
+				continue
+			}
+			b1 := bnd[i+2]
+			mergeTwo(ots[a0:b1], ovs[a0:b1], ts[a0:a1], vs[a0:a1], ts[a1:b1], vs[a1:b1])
+			nb = append(nb, b1)
+		}
+		bnd = nb
+		st.mts, st.mts2 = ots, ts
+		st.mvs, st.mvs2 = ovs, vs
+		ts, vs = ots, ovs
+	}
+	st.bnd = bnd
+	return ts, vs
+}
+
+func mergeTwo(dt []int64, dv []float64, at []int64, av []float64, bt []int64, bv []float64) {
+	i, j, k := 0, 0, 0
+	for i < len(at) && j < len(bt) {
+		if bt[j] < at[i] {
+			dt[k], dv[k] = bt[j], bv[j]
+			j++
+		} else {
+			dt[k], dv[k] = at[i], av[i]
+			i++
+		}
+		k++
+	}
+	for ; i < len(at); i, k = i+1, k+1 {
+		dt[k], dv[k] = at[i], av[i]
+	}
+	for ; j < len(bt); j, k = j+1, k+1 {
+		dt[k], dv[k] = bt[j], bv[j]
+	}
+}
+
+func growInt64(b []int64, n int) []int64 {
+	if cap(b) < n {
+		return make([]int64, n, n+n/4)
+	}
+	return b[:n]
+}
+
+func growFloat64(b []float64, n int) []float64 {
+	if cap(b) < n {
+		return make([]float64, n, n+n/4)
+	}
+	return b[:n]
+}

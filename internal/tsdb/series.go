@@ -1,0 +1,227 @@
+package tsdb
+
+import (
+	"encoding/binary"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// SeriesRef identifies a series. Refs start at 1, are allocated in order and
+// are stable for the life of the data directory.
+type SeriesRef uint64
+
+// Label is one name=value pair of a series.
+type Label struct{ Name, Value string }
+
+// Sample is one value of a series at a time in unix milliseconds.
+type Sample struct {
+	Ref SeriesRef
+	T   int64 // unix milliseconds
+	V   float64
+}
+
+// memSeries is a series: its identity and its head samples.
+type memSeries struct {
+	ref    SeriesRef
+	name   string
+	labels []Label
+
+	mu sync.Mutex
+	// Active head, in arrival order; sorted tells whether ts is
+	// non-decreasing (Scan sorts it in place, stably, when it is not).
+	ts     []int64
+	vs     []float64
+	sorted bool
+	// Frozen head: sorted samples being written into parts by flush
+	// generation fgen; visible to readers while fgen > db.published.
+	fts  []int64
+	fvs  []float64
+	fgen uint64
+}
+
+// nameEntry holds the series sharing one name.
+type nameEntry struct {
+	plain    *memSeries            // the series without labels
+	byLabels map[string]*memSeries // labels key -> series
+	refs     []SeriesRef
+}
+
+// seriesIndex maps names and labels to series. Safe for concurrent use.
+type seriesIndex struct {
+	mu     sync.RWMutex
+	byName map[string]*nameEntry
+	byRef  []*memSeries // ref-1 -> series; append-only
+	names  []string     // sorted names, nil when stale
+}
+
+func newSeriesIndex() *seriesIndex {
+	return &seriesIndex{byName: make(map[string]*nameEntry)}
+}
+
+// labelsSorted reports whether labels are sorted by name.
+func labelsSorted(ls []Label) bool {
+	for i := 1; i < len(ls); i++ {
+		if ls[i].Name < ls[i-1].Name {
+			return false
+		}
+	}
+	return true
+}
+
+// sortLabels sorts ls in place by name (insertion sort: label sets are
+// small and sort.Slice would allocate).
+func sortLabels(ls []Label) {
+	for i := 1; i < len(ls); i++ {
+		for j := i; j > 0 && ls[j].Name < ls[j-1].Name; j-- {
+			ls[j], ls[j-1] = ls[j-1], ls[j]
+		}
+	}
+}
+
+// appendLabelsKey appends the canonical key of sorted labels.
+func appendLabelsKey(dst []byte, ls []Label) []byte {
+	for _, l := range ls {
+		dst = binary.AppendUvarint(dst, uint64(len(l.Name)))
+		dst = append(dst, l.Name...)
+		dst = binary.AppendUvarint(dst, uint64(len(l.Value)))
+		dst = append(dst, l.Value...)
+	}
+	return dst
+}
+
+// lookup finds a series without allocating when labels are few and sorted.
+func (x *seriesIndex) lookup(name []byte, labels []Label) *memSeries {
+	if len(labels) == 0 {
+		x.mu.RLock()
+		e := x.byName[string(name)]
+		x.mu.RUnlock()
+		if e == nil {
+			return nil
+		}
+		return e.plain
+	}
+	var lbuf [8]Label
+	if !labelsSorted(labels) {
+		var ls []Label
+		if len(labels) <= len(lbuf) {
+			ls = lbuf[:len(labels)]
+		} else {
+			ls = make([]Label, len(labels))
+		}
+		copy(ls, labels)
+		sortLabels(ls)
+		labels = ls
+	}
+	var kbuf [256]byte
+	key := appendLabelsKey(kbuf[:0], labels)
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	e := x.byName[string(name)]
+	if e == nil {
+		return nil
+	}
+	return e.byLabels[string(key)]
+}
+
+// add inserts a series with the given ref (used by replay and by create).
+// Labels must be sorted and owned by the index. It returns false when ref or
+// the identity already exists. Callers hold x.mu.
+func (x *seriesIndex) addLocked(ref SeriesRef, name string, labels []Label) (*memSeries, bool) {
+	if ref == 0 {
+		return nil, false
+	}
+	if int(ref) <= len(x.byRef) && x.byRef[ref-1] != nil {
+		return x.byRef[ref-1], false
+	}
+	e := x.byName[name]
+	if e == nil {
+		e = &nameEntry{}
+		x.byName[name] = e
+		x.names = nil
+	}
+	var key string
+	if len(labels) == 0 {
+		if e.plain != nil {
+			return e.plain, false
+		}
+	} else {
+		key = string(appendLabelsKey(nil, labels))
+		if s := e.byLabels[key]; s != nil {
+			return s, false
+		}
+	}
+	s := &memSeries{ref: ref, name: name, labels: labels, sorted: true}
+	if len(labels) == 0 {
+		e.plain = s
+	} else {
+		if e.byLabels == nil {
+			e.byLabels = make(map[string]*memSeries)
+		}
+		e.byLabels[key] = s
+	}
+	e.refs = append(e.refs, ref)
+	for int(ref) > len(x.byRef) {
+		x.byRef = append(x.byRef, nil)
+	}
+	x.byRef[ref-1] = s
+	return s, true
+}
+
+// snapshot returns the ref table. Entries below its length never change, so
+// the caller may read them without the lock.
+func (x *seriesIndex) snapshot() []*memSeries {
+	x.mu.RLock()
+	s := x.byRef
+	x.mu.RUnlock()
+	return s
+}
+
+func (x *seriesIndex) get(ref SeriesRef) *memSeries {
+	refs := x.snapshot()
+	if ref == 0 || int(ref) > len(refs) {
+		return nil
+	}
+	return refs[ref-1]
+}
+
+func (x *seriesIndex) len() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.byRef)
+}
+
+func (x *seriesIndex) refsByName(name []byte) []SeriesRef {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	e := x.byName[string(name)]
+	if e == nil {
+		return nil
+	}
+	return append([]SeriesRef(nil), e.refs...)
+}
+
+func (x *seriesIndex) namesWithPrefix(prefix string) []string {
+	x.mu.RLock()
+	names := x.names
+	x.mu.RUnlock()
+	if names == nil {
+		x.mu.Lock()
+		if x.names == nil {
+			names = make([]string, 0, len(x.byName))
+			for n := range x.byName {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			x.names = names
+		}
+		names = x.names
+		x.mu.Unlock()
+	}
+	i := sort.SearchStrings(names, prefix)
+	j := i
+	for j < len(names) && strings.HasPrefix(names[j], prefix) {
+		j++
+	}
+	return append([]string(nil), names[i:j]...)
+}
