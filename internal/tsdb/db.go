@@ -86,8 +86,8 @@ type Stats struct {
 
 type dbStats struct {
 	appended, commits, flushes, flushed, merges, dropped atomic.Int64
-	replayedRecords, replayedSamples, torn, skipped       atomic.Int64
-	walBytes, seriesBytes                                 atomic.Int64
+	replayedRecords, replayedSamples, torn, skipped      atomic.Int64
+	walBytes, seriesBytes                                atomic.Int64
 }
 
 // commitBatch is what the committer writes in one write + fsync.
