@@ -1,11 +1,83 @@
 package tsdb
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
 
-func (db *DB) loadManifest() error { return nil }
-func (db *DB) loadSeries() error   { return nil }
+// loadSeries loads the series file (framed series records, the WAL's
+// format), truncating a torn tail, and opens it for appending.
+func (db *DB) loadSeries() error {
+	path := filepath.Join(db.dir, seriesName)
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read series index: %w", err)
+	}
+	n, err := scanSegment(data, func(typ byte, body []byte) error {
+		if typ != recSeries {
+			return fmt.Errorf("%w: series index record type %d", ErrCorrupt, typ)
+		}
+		ref, name, labels, err := decodeSeriesRecord(body)
+		if err != nil {
+			return err
+		}
+		db.idx.mu.Lock()
+		db.idx.addLocked(ref, name, labels)
+		db.idx.mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, errTorn) && !errors.Is(err, errChecksum) {
+			return fmt.Errorf("series index %s at offset %d: %w", path, n, err)
+		}
+		// Only an interrupted flush leaves a torn tail; the series it was
+		// writing are still in the WAL.
+		db.logger.Warn("truncating torn series index tail", "path", path, "offset", n, "dropped_bytes", len(data)-n)
+		if err := os.Truncate(path, int64(n)); err != nil {
+			return fmt.Errorf("truncate series index: %w", err)
+		}
+	}
+	db.seriesN = db.idx.len()
+	db.stats.seriesBytes.Store(int64(n))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open series index: %w", err)
+	}
+	db.seriesF = f
+	return nil
+}
 
-// Flush writes the whole head into parts now, then truncates the WAL.
+// persistSeries appends the series created since the last call to the
+// series file and fsyncs it. Callers hold flushMu.
+func (db *DB) persistSeries() error {
+	refs := db.idx.snapshot()
+	if len(refs) <= db.seriesN {
+		return nil
+	}
+	var buf []byte
+	for _, s := range refs[db.seriesN:] {
+		if s != nil {
+			buf = appendSeriesRecord(buf, s.ref, s.name, s.labels)
+		}
+	}
+	if _, err := db.seriesF.Write(buf); err != nil {
+		return fmt.Errorf("write series index: %w", err)
+	}
+	if err := db.seriesF.Sync(); err != nil {
+		return fmt.Errorf("sync series index: %w", err)
+	}
+	db.seriesN = len(refs)
+	db.stats.seriesBytes.Add(int64(len(buf)))
+	return nil
+}
+
+// Flush writes the whole head into parts now, then deletes the WAL
+// segments it covered.
 func (db *DB) Flush() error {
 	db.closeMu.Lock()
 	shut := db.shut
@@ -16,21 +88,246 @@ func (db *DB) Flush() error {
 	return db.flush()
 }
 
-func (db *DB) flush() error { return nil }
+func (db *DB) flush() error {
+	db.flushMu.Lock()
+	defer db.flushMu.Unlock()
+	start := time.Now()
 
+	// Freeze the head and cut the WAL, between two group commits.
+	db.commitMu.Lock()
+	if db.walErr != nil || db.seg == nil {
+		err := db.walErr
+		db.commitMu.Unlock()
+		if err == nil {
+			err = ErrClosed
+		}
+		return err
+	}
+	n := db.headSamples.Load()
+	if n == 0 && db.segSize == 0 && db.walCut == db.segSeq {
+		db.commitMu.Unlock()
+		return db.persistSeries()
+	}
+	cut := db.segSeq + 1
+	if err := db.openSegment(cut); err != nil {
+		db.walErr = err
+		db.commitMu.Unlock()
+		return err
+	}
+	db.flushGen++
+	gen := db.flushGen
+	var frozen []*memSeries
+	for _, s := range db.idx.snapshot() {
+		if s == nil {
+			continue
+		}
+		s.mu.Lock()
+		if len(s.ts) > 0 {
+			s.sortLocked()
+			s.fts, s.fvs, s.fgen = s.ts, s.vs, gen
+			s.ts, s.vs = nil, nil
+			frozen = append(frozen, s)
+		}
+		s.mu.Unlock()
+	}
+	db.headSamples.Store(0)
+	db.frozenSamples.Store(n)
+	db.commitMu.Unlock()
+
+	newParts, err := db.writeFrozen(frozen)
+	if err == nil {
+		err = db.persistSeries()
+	}
+	all := append(append([]*part(nil), db.parts.parts...), newParts...)
+	sortParts(all)
+	if err == nil {
+		err = db.writeManifest(all, cut)
+	}
+	if err != nil {
+		for _, p := range newParts {
+			p.obsolete.Store(true)
+			p.decRef()
+		}
+		db.unfreeze(frozen, gen)
+		return fmt.Errorf("flush: %w", err)
+	}
+	db.viewMu.Lock()
+	db.parts = &partSet{parts: all}
+	db.published = gen
+	db.viewMu.Unlock()
+	for _, s := range frozen {
+		s.mu.Lock()
+		if s.fgen == gen {
+			s.fts, s.fvs = nil, nil
+		}
+		s.mu.Unlock()
+	}
+	db.frozenSamples.Store(0)
+
+	db.commitMu.Lock()
+	old := db.walCut
+	db.walCut = cut
+	db.commitMu.Unlock()
+	for seq := old; seq < cut; seq++ {
+		path := segmentPath(db.walDir, seq)
+		if st, err := os.Stat(path); err == nil {
+			db.stats.walBytes.Add(-st.Size())
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove flushed wal segment: %w", err)
+		}
+	}
+	db.stats.flushes.Add(1)
+	db.stats.flushed.Add(n)
+	db.logger.Debug("flushed head", "samples", n, "series", len(frozen), "parts", len(newParts),
+		"duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// unfreeze puts a frozen head back in front of the active head after a
+// failed flush.
+func (db *DB) unfreeze(frozen []*memSeries, gen uint64) {
+	var n int64
+	for _, s := range frozen {
+		s.mu.Lock()
+		if s.fgen == gen {
+			s.ts = append(s.fts[:len(s.fts):len(s.fts)], s.ts...)
+			s.vs = append(s.fvs[:len(s.fvs):len(s.fvs)], s.vs...)
+			s.sorted = false
+			n += int64(len(s.fts))
+			s.fts, s.fvs, s.fgen = nil, nil, 0
+		}
+		s.mu.Unlock()
+	}
+	db.headSamples.Add(n)
+	db.frozenSamples.Store(0)
+}
+
+// writeFrozen writes the frozen heads (in ref order) into one new part per
+// day and returns the parts, opened.
+func (db *DB) writeFrozen(frozen []*memSeries) ([]*part, error) {
+	writers := map[int64]*partWriter{}
+	ids := map[int64]uint64{}
+	abort := func() {
+		for _, w := range writers {
+			w.abort()
+		}
+	}
+	for _, s := range frozen {
+		ts, vs := s.fts, s.fvs
+		for len(ts) > 0 {
+			d := dayOf(ts[0])
+			end := sort.Search(len(ts), func(i int) bool { return dayOf(ts[i]) > d })
+			w := writers[d]
+			if w == nil {
+				id := db.nextID
+				db.nextID++
+				var err error
+				if w, err = createPart(db.partPath(d, id)); err != nil {
+					abort()
+					return nil, err
+				}
+				writers[d], ids[d] = w, id
+			}
+			if err := w.addSeries(s.ref, ts[:end], vs[:end]); err != nil {
+				abort()
+				return nil, err
+			}
+			ts, vs = ts[end:], vs[end:]
+		}
+	}
+	return db.finishParts(writers, ids, nil)
+}
+
+// finishParts completes the writers and opens the parts. seq gives each
+// day's sequence; nil means the part's id.
+func (db *DB) finishParts(writers map[int64]*partWriter, ids map[int64]uint64, seq map[int64]uint64) ([]*part, error) {
+	var parts []*part
+	var firstErr error
+	for d, w := range writers {
+		if firstErr != nil {
+			w.abort()
+			continue
+		}
+		if _, err := w.finish(); err != nil {
+			firstErr = err
+			continue
+		}
+		p, err := openPart(w.path)
+		if err != nil {
+			os.Remove(w.path)
+			firstErr = err
+			continue
+		}
+		p.day, p.id, p.seq = d, ids[d], ids[d]
+		if seq != nil {
+			p.seq = seq[d]
+		}
+		parts = append(parts, p)
+	}
+	if firstErr == nil {
+		for _, p := range parts {
+			if err := syncDir(filepath.Dir(p.path)); err != nil {
+				firstErr = fmt.Errorf("sync partition dir: %w", err)
+				break
+			}
+		}
+	}
+	if firstErr == nil && len(parts) > 0 {
+		if err := syncDir(filepath.Join(db.dir, partsDirName)); err != nil {
+			firstErr = fmt.Errorf("sync parts dir: %w", err)
+		}
+	}
+	if firstErr != nil {
+		for _, p := range parts {
+			p.obsolete.Store(true)
+			p.decRef()
+		}
+		return nil, firstErr
+	}
+	return parts, nil
+}
+
+// backgroundLoop flushes when the head is full or FlushInterval passes,
+// and runs retention and merges.
 func (db *DB) backgroundLoop() {
 	defer db.bgWG.Done()
-	t := time.NewTicker(db.opts.FlushInterval)
-	defer t.Stop()
+	flushT := time.NewTicker(db.opts.FlushInterval)
+	defer flushT.Stop()
+	mergeT := time.NewTicker(db.opts.MergeInterval)
+	defer mergeT.Stop()
 	for {
 		select {
 		case <-db.bgQuit:
 			return
-		case <-t.C:
+		case <-flushT.C:
+			db.backgroundFlush()
 		case <-db.flushCh:
+			db.backgroundFlush()
+		case <-mergeT.C:
 		}
-		if err := db.flush(); err != nil {
-			db.logger.Error("flush failed", "err", err)
+		if err := db.applyRetention(); err != nil {
+			db.logger.Error("retention failed", "err", err)
 		}
+		for {
+			select {
+			case <-db.bgQuit:
+				return
+			default:
+			}
+			merged, err := db.mergeOnce()
+			if err != nil {
+				db.logger.Error("merge failed", "err", err)
+			}
+			if !merged || err != nil {
+				break
+			}
+		}
+	}
+}
+
+func (db *DB) backgroundFlush() {
+	if err := db.flush(); err != nil && !errors.Is(err, ErrClosed) {
+		db.logger.Error("flush failed; the head stays in memory and in the WAL", "err", err)
 	}
 }

@@ -1,0 +1,262 @@
+package tsdb
+
+import (
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// refStart is the reference data set's first point (unix seconds): one
+// hour into the current UTC day, so that retention keeps it.
+var refStart = time.Now().UTC().Truncate(24*time.Hour).Unix() + 3600
+
+// loadReference appends the reference data set (nseries x npoints, loadgen's
+// model) with a few concurrent writers, one Append per series.
+func loadReference(tb testing.TB, db *DB, nseries, npoints int) {
+	tb.Helper()
+	const writers = 4
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ss := make([]Sample, npoints)
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= nseries {
+					return
+				}
+				kind := "gauge"
+				if i%2 == 1 {
+					kind = "counter"
+				}
+				ref, err := db.GetOrCreate([]byte(fmt.Sprintf("bench.%s.s%06d", kind, i)), nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				ts, vs := refPoints(42, i, npoints, refStart)
+				for j := range ss {
+					ss[j] = Sample{ref, ts[j], vs[j]}
+				}
+				if err := db.Append(ss); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		tb.Fatal(err)
+	}
+}
+
+// dirSize returns the bytes of every file under dir.
+func dirSize(tb testing.TB, dir string) int64 {
+	var n int64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// BenchmarkBytesPerSample loads the reference data set (10,000 series x
+// 1,000 points), flushes it and reports the bytes on disk per sample.
+func BenchmarkBytesPerSample(b *testing.B) {
+	const nseries, npoints = 10000, 1000
+	for i := 0; i < b.N; i++ {
+		dir := b.TempDir()
+		db := openTest(b, dir, nil)
+		loadReference(b, db, nseries, npoints)
+		if err := db.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		st := db.Stats()
+		db.Close()
+		total := dirSize(b, dir)
+		b.ReportMetric(float64(total)/float64(nseries*npoints), "bytes/sample")
+		b.ReportMetric(float64(st.PartBytes)/float64(nseries*npoints), "part-bytes/sample")
+	}
+}
+
+// longSeries builds a DB with one flushed reference gauge of n points.
+func longSeries(tb testing.TB, n int) (*DB, SeriesRef) {
+	tb.Helper()
+	db := openTest(tb, tb.TempDir(), nil)
+	ref, err := db.GetOrCreate([]byte("long"), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ts, vs := refPoints(42, 0, n, refStart)
+	ss := make([]Sample, 0, 100000)
+	for j := range ts {
+		ss = append(ss, Sample{ref, ts[j], vs[j]})
+		if len(ss) == cap(ss) || j == len(ts)-1 {
+			if err := db.Append(ss); err != nil {
+				tb.Fatal(err)
+			}
+			ss = ss[:0]
+		}
+	}
+	if err := db.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	return db, ref
+}
+
+// BenchmarkScan1M scans a flushed 1,000,000-sample series and computes
+// MAX over 60 s windows, as QUERY id MAX 60 does.
+func BenchmarkScan1M(b *testing.B) {
+	const n = 1_000_000
+	db, ref := longSeries(b, n)
+	defer db.Close()
+	b.ReportAllocs()
+	b.SetBytes(n * 16)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var windows int
+		var cur float64
+		wend := int64(-1 << 62)
+		err := db.Scan(ref, 0, 1<<62, func(ts []int64, vs []float64) bool {
+			for k, t := range ts {
+				if t >= wend {
+					windows++
+					wend = t - t%60000 + 60000
+					cur = vs[k]
+				} else if vs[k] > cur {
+					cur = vs[k]
+				}
+			}
+			return true
+		})
+		if err != nil || windows != n/60+1 {
+			b.Fatalf("windows %d err %v", windows, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/sample")
+}
+
+func BenchmarkBlockEncode(b *testing.B) {
+	ts, vs := refPoints(42, 0, maxBlockSamples, refStart)
+	var e blockEncoder
+	var buf, out, z []byte
+	b.ReportAllocs()
+	b.SetBytes(int64(len(ts)) * 16)
+	for i := 0; i < b.N; i++ {
+		buf = e.appendBlock(buf[:0], ts, vs)
+		out = appendStoredBlock(out[:0], buf, &z)
+	}
+	b.ReportMetric(float64(len(out))/float64(len(ts)), "bytes/sample")
+}
+
+func BenchmarkBlockDecode(b *testing.B) {
+	for _, kind := range []struct {
+		name string
+		i    int
+	}{{"gauge", 0}, {"counter", 1}} {
+		b.Run(kind.name, func(b *testing.B) {
+			ts, vs := refPoints(42, kind.i, maxBlockSamples, refStart)
+			var e blockEncoder
+			var z []byte
+			blk := appendStoredBlock(nil, e.appendBlock(nil, ts, vs), &z)
+			var d blockDecoder
+			b.ReportAllocs()
+			b.SetBytes(int64(len(ts)) * 16)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, _, err := d.decode(blk); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(ts)), "ns/sample")
+		})
+	}
+}
+
+// BenchmarkAppendParallel measures group-committed Append throughput from
+// concurrent callers with batches of 1,000 samples over 1,000 series.
+func BenchmarkAppendParallel(b *testing.B) {
+	db := openTest(b, b.TempDir(), &Options{Logger: testOpts().Logger, FlushSamples: 1 << 30})
+	defer db.Close()
+	refs := make([]SeriesRef, 1000)
+	for i := range refs {
+		refs[i], _ = db.GetOrCreate([]byte(fmt.Sprintf("s%d", i)), nil)
+	}
+	var tick atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ss := make([]Sample, 1000)
+		for pb.Next() {
+			t := tick.Add(1) * 1000
+			for i := range ss {
+				ss[i] = Sample{refs[i], t, float64(i) * 0.25}
+			}
+			if err := db.Append(ss); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)*1000/b.Elapsed().Seconds(), "samples/s")
+}
+
+// BenchmarkHeadAppend measures adding committed samples to the head.
+func BenchmarkHeadAppend(b *testing.B) {
+	db := openTest(b, b.TempDir(), &Options{Logger: testOpts().Logger, FlushSamples: 1 << 30})
+	defer db.Close()
+	refs := make([]SeriesRef, 1000)
+	for i := range refs {
+		refs[i], _ = db.GetOrCreate([]byte(fmt.Sprintf("s%d", i)), nil)
+	}
+	ss := make([]Sample, 1000)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(ss)) * 24)
+	for i := 0; i < b.N; i++ {
+		for k := range ss {
+			ss[k] = Sample{refs[k], int64(i) * 1000, 1.5}
+		}
+		db.commitMu.Lock()
+		db.applySamples([][]Sample{ss})
+		db.commitMu.Unlock()
+		if i%1000 == 999 {
+			db.flush()
+		}
+	}
+}
+
+func BenchmarkWALRecordEncode(b *testing.B) {
+	ss := make([]Sample, 1000)
+	for i := range ss {
+		ss[i] = Sample{SeriesRef(i + 1), 1_700_000_000_000, float64(i) * 0.01}
+	}
+	var buf []byte
+	b.ReportAllocs()
+	b.SetBytes(int64(len(ss)) * 24)
+	for i := 0; i < b.N; i++ {
+		buf = appendSamplesRecord(buf[:0], ss)
+	}
+	b.ReportMetric(float64(len(buf))/float64(len(ss)), "bytes/sample")
+}

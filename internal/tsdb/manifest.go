@@ -1,0 +1,206 @@
+package tsdb
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// The manifest names the live parts and the first WAL segment they do not
+// cover (docs/format/index.md). It is replaced atomically (temp, fsync,
+// rename, fsync dir), so a flush or merge takes effect all at once:
+//
+//	magic "VGMANIF1" | uvarint walCut | uvarint nextID | uvarint nparts |
+//	nparts x (varint day | uvarint id | uvarint seq) | u32 CRC-32C of all before
+const (
+	manifestMagic = "VGMANIF1"
+	manifestName  = "MANIFEST"
+	seriesName    = "series"
+	partsDirName  = "parts"
+	dayMillis     = 24 * 60 * 60 * 1000
+)
+
+type manifestEntry struct {
+	day, id, seq uint64
+}
+
+type manifest struct {
+	walCut, nextID uint64
+	parts          []manifestEntry
+}
+
+func encodeManifest(m manifest) []byte {
+	b := []byte(manifestMagic)
+	b = binary.AppendUvarint(b, m.walCut)
+	b = binary.AppendUvarint(b, m.nextID)
+	b = binary.AppendUvarint(b, uint64(len(m.parts)))
+	for _, e := range m.parts {
+		b = binary.AppendVarint(b, int64(e.day))
+		b = binary.AppendUvarint(b, e.id)
+		b = binary.AppendUvarint(b, e.seq)
+	}
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+func decodeManifest(b []byte) (manifest, error) {
+	var m manifest
+	if len(b) < len(manifestMagic)+4 || string(b[:len(manifestMagic)]) != manifestMagic {
+		return m, fmt.Errorf("%w: manifest: bad magic", ErrCorrupt)
+	}
+	body := b[:len(b)-4]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
+		return m, fmt.Errorf("%w: manifest: checksum mismatch", ErrCorrupt)
+	}
+	r := byteReader{b: body[len(manifestMagic):]}
+	m.walCut = r.uvarint()
+	m.nextID = r.uvarint()
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		return m, fmt.Errorf("%w: manifest: %d parts", ErrCorrupt, n)
+	}
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		m.parts = append(m.parts, manifestEntry{day: uint64(r.varint()), id: r.uvarint(), seq: r.uvarint()})
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("%w: manifest: trailing bytes", ErrCorrupt)
+	}
+	return m, r.err
+}
+
+// writeFileAtomic writes a file as temp, fsync, rename, fsync dir.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+func dayDirName(day int64) string {
+	return time.UnixMilli(day * dayMillis).UTC().Format("2006-01-02")
+}
+
+func (db *DB) partPath(day int64, id uint64) string {
+	return filepath.Join(db.dir, partsDirName, dayDirName(day), fmt.Sprintf("%016x.part", id))
+}
+
+// dayOf returns the UTC day (days since the epoch) of t in milliseconds.
+func dayOf(t int64) int64 {
+	d := t / dayMillis
+	if t%dayMillis < 0 {
+		d--
+	}
+	return d
+}
+
+// writeManifest persists the given part list and WAL cut. Callers hold flushMu.
+func (db *DB) writeManifest(parts []*part, walCut uint64) error {
+	m := manifest{walCut: walCut, nextID: db.nextID}
+	for _, p := range parts {
+		m.parts = append(m.parts, manifestEntry{day: uint64(p.day), id: p.id, seq: p.seq})
+	}
+	if err := writeFileAtomic(filepath.Join(db.dir, manifestName), encodeManifest(m)); err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	return nil
+}
+
+// loadManifest opens the parts the manifest names and removes part files it
+// does not name (left by a flush or merge that did not finish).
+func (db *DB) loadManifest() error {
+	db.nextID = 1
+	b, err := os.ReadFile(filepath.Join(db.dir, manifestName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return db.removeStrayParts(nil)
+	}
+	if err != nil {
+		return fmt.Errorf("read manifest: %w", err)
+	}
+	m, err := decodeManifest(b)
+	if err != nil {
+		return err
+	}
+	db.walCut, db.nextID = m.walCut, m.nextID
+	live := map[string]bool{}
+	var parts []*part
+	for _, e := range m.parts {
+		path := db.partPath(int64(e.day), e.id)
+		p, err := openPart(path)
+		if err != nil {
+			for _, q := range parts {
+				q.decRef()
+			}
+			return fmt.Errorf("load part named by the manifest: %w", err)
+		}
+		p.day, p.id, p.seq = int64(e.day), e.id, e.seq
+		parts = append(parts, p)
+		live[path] = true
+	}
+	sortParts(parts)
+	db.parts = &partSet{parts: parts}
+	return db.removeStrayParts(live)
+}
+
+func (db *DB) removeStrayParts(live map[string]bool) error {
+	root := filepath.Join(db.dir, partsDirName)
+	days, err := os.ReadDir(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list parts: %w", err)
+	}
+	for _, d := range days {
+		if !d.IsDir() {
+			continue
+		}
+		dir := filepath.Join(root, d.Name())
+		files, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("list parts: %w", err)
+		}
+		kept := 0
+		for _, f := range files {
+			path := filepath.Join(dir, f.Name())
+			if live[path] {
+				kept++
+				continue
+			}
+			if strings.HasSuffix(f.Name(), ".part") || strings.HasSuffix(f.Name(), ".tmp") {
+				db.logger.Info("removing part not in the manifest", "path", path)
+				if err := os.Remove(path); err != nil {
+					return fmt.Errorf("remove stray part: %w", err)
+				}
+			} else {
+				kept++
+			}
+		}
+		if kept == 0 {
+			os.Remove(dir)
+		}
+	}
+	return nil
+}
