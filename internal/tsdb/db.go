@@ -558,6 +558,8 @@ func (db *DB) kill() {
 }
 
 func (db *DB) closeFiles() {
+	db.flushMu.Lock()
+	defer db.flushMu.Unlock()
 	db.commitMu.Lock()
 	if db.seg != nil {
 		db.seg.Close()

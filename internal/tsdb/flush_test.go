@@ -13,7 +13,7 @@ func TestFlushPartsAndWALTruncation(t *testing.T) {
 	db := openTest(t, dir, nil)
 	ref, _ := db.GetOrCreate([]byte("m"), nil)
 	day := int64(dayMillis)
-	base := 20000 * day
+	base := (dayOf(time.Now().UnixMilli()) - 1) * day
 	var want []int64
 	// Three days, out of order, with duplicates.
 	for _, d := range []int64{2, 0, 1, 0} {

@@ -114,7 +114,7 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder) {
 		if err != nil {
 			panic(err)
 		}
-		zstdDec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(64<<20))
+		zstdDec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(4<<20))
 		if err != nil {
 			panic(err)
 		}
