@@ -1,0 +1,70 @@
+package client
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// MaxNameLen is the longest series name the native protocol accepts, in
+// bytes.
+const MaxNameLen = 255
+
+// newNamer returns the function that turns a metric name as written in the
+// program into the series name sent: Options.Prefix is prepended, then the
+// built-in templates and the user's Substitutions are replaced.
+func newNamer(prefix string, subs Substitutions) func(string) string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	short, _, _ := strings.Cut(host, ".")
+	table := map[string]string{
+		"%node%": host,
+		"%host%": short,
+		"%pid%":  strconv.Itoa(os.Getpid()),
+	}
+	for k, v := range subs {
+		table[k] = v
+	}
+	pairs := make([]string, 0, 2*len(table))
+	for k, v := range table {
+		if k != "" {
+			pairs = append(pairs, k, v)
+		}
+	}
+	r := strings.NewReplacer(pairs...)
+	return func(name string) string { return r.Replace(prefix + name) }
+}
+
+// validName reports why name cannot be a series name, or nil: it must be
+// 1 to 255 bytes with no whitespace or control characters.
+func validName(name string) error {
+	if name == "" {
+		return fmt.Errorf("metric name is empty")
+	}
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("metric name %.40q... is %d bytes, more than %d", name, len(name), MaxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		if b := name[i]; b <= ' ' || b == 0x7f {
+			return fmt.Errorf("metric name %q holds whitespace or a control character at byte %d", name, i)
+		}
+	}
+	return nil
+}
+
+// quantileSuffix names the series of quantile q: 0.5 is "p50", 0.99 is
+// "p99", 0.999 is "p999", 1 is "p100".
+func quantileSuffix(q float64) string {
+	if q >= 1 {
+		return "p100"
+	}
+	s := strconv.FormatFloat(q, 'f', -1, 64) // "0.5", "0.999"
+	digits := strings.TrimPrefix(s, "0.")
+	if len(digits) < 2 {
+		digits += "0"
+	}
+	return "p" + digits
+}
