@@ -1,8 +1,8 @@
 package client
 
 import (
-	"bytes"
 	"bufio"
+	"bytes"
 	"net"
 	"strings"
 	"sync"
