@@ -260,3 +260,28 @@ func BenchmarkWALRecordEncode(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(buf))/float64(len(ss)), "bytes/sample")
 }
+
+// BenchmarkReplay10M crashes a store holding the reference data set
+// (10 M samples) only in its WAL, and measures Open.
+func BenchmarkReplay10M(b *testing.B) {
+	const nseries, npoints = 10000, 1000
+	o := testOpts()
+	o.FlushSamples = 1 << 30
+	dir := b.TempDir()
+	db := openTest(b, dir, o)
+	loadReference(b, db, nseries, npoints)
+	walBytes := db.Stats().WALBytes
+	db.kill()
+	b.SetBytes(walBytes)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		db := openTest(b, dir, o)
+		b.StopTimer()
+		if st := db.Stats(); st.ReplayedSamples != nseries*npoints {
+			b.Fatalf("replayed %d samples", st.ReplayedSamples)
+		}
+		db.kill()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(walBytes)/float64(nseries*npoints), "wal-bytes/sample")
+}

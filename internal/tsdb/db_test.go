@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func testOpts() *Options {
@@ -140,5 +142,116 @@ func TestConcurrentAppend(t *testing.T) {
 		if ts, _ := collect(t, db, ref, 0, 1<<62); len(ts) != batches*per {
 			t.Fatalf("s%d: %d samples after reopen", w, len(ts))
 		}
+	}
+}
+
+func TestGetOrCreateExistingDoesNotAllocate(t *testing.T) {
+	db := openTest(t, t.TempDir(), nil)
+	defer db.Close()
+	name := []byte("cpu.load")
+	labels := []Label{{"host", "a"}, {"dc", "x"}} // unsorted on purpose
+	if _, err := db.GetOrCreate(name, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.GetOrCreate(name, labels); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		db.GetOrCreate(name, nil)
+		db.GetOrCreate(name, labels)
+		db.Lookup(name, labels)
+	}); n != 0 {
+		t.Fatalf("%v allocations per lookup of existing series", n)
+	}
+}
+
+// Readers, writers, flushes and merges run together; every scan sees a
+// consistent, complete prefix of what each writer appended.
+func TestConcurrentScanFlushMerge(t *testing.T) {
+	o := testOpts()
+	o.FlushSamples = 500
+	db := openTest(t, t.TempDir(), o)
+	defer db.Close()
+	const writers, rounds = 3, 60
+	refs := make([]SeriesRef, writers)
+	for i := range refs {
+		refs[i], _ = db.GetOrCreate([]byte(fmt.Sprint("w", i)), nil)
+	}
+	base := time.Now().UnixMilli() / 1000 * 1000
+	var acked [writers]atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				ss := make([]Sample, 50)
+				for i := range ss {
+					ss[i] = Sample{refs[w], base + int64(r*50+i)*1000, float64(i)}
+				}
+				if err := db.Append(ss); err != nil {
+					t.Error(err)
+					return
+				}
+				acked[w].Store(int64((r + 1) * 50))
+			}
+		}(w)
+	}
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() {
+		defer bg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := db.Flush(); err != nil {
+				t.Error(err)
+			}
+			if _, err := db.mergeOnce(); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	go func() {
+		defer bg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for w := 0; w < writers; w++ {
+				min := acked[w].Load()
+				var n int64
+				prev := base - 1000
+				err := db.Scan(refs[w], 0, 1<<62, func(ts []int64, _ []float64) bool {
+					for _, x := range ts {
+						if x != prev+1000 {
+							t.Errorf("writer %d: %d after %d", w, x, prev)
+							return false
+						}
+						prev = x
+						n++
+					}
+					return true
+				})
+				if err != nil {
+					t.Error(err)
+				}
+				if n < min {
+					t.Errorf("writer %d: scan saw %d samples, %d were acknowledged", w, n, min)
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	bg.Wait()
+	if st := db.Stats(); st.Flushes == 0 || st.Merges == 0 {
+		t.Errorf("no flush or merge ran: %+v", st)
 	}
 }
