@@ -83,7 +83,7 @@ func ExampleClient_Gauge() {
 	c, _ := client.New(&client.Options{Addr: "127.0.0.1:1", Logger: quiet})
 	defer closeQuickly(c)
 
-	queue := c.Gauge("queue.length")                        // the last value set
+	queue := c.Gauge("queue.length")                          // the last value set
 	load := c.GaugeWithMode("load.percent", client.GaugeMean) // the mean
 	for _, v := range []float64{10, 40, 20} {
 		queue.Set(v)
