@@ -1,0 +1,226 @@
+package alert
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/vigia-mon/vigia/internal/query"
+)
+
+// maxBody bounds a POSTed rule.
+const maxBody = 64 << 10
+
+// History page sizes.
+const (
+	defaultHistoryLimit = 100
+	maxHistoryLimit     = 10_000
+)
+
+// Handler returns the HTTP API, to be mounted without stripping the
+// prefix at both "/api/v1/alerts" and "/api/v1/alerts/":
+//
+//	GET    /api/v1/alerts                 JSON array of alerts (as ListJSON)
+//	GET    /api/v1/alerts/{id}            one alert
+//	GET    /api/v1/alerts/history?from=&to=&id=&limit=
+//	                                      notifications, newest first
+//	POST   /api/v1/alerts                 {"metric","op","secs","limit","cmp"}
+//	DELETE /api/v1/alerts/{id}
+//
+// Errors are JSON objects {"error": "..."} with a 4xx or 5xx status.
+func (m *Monitor) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/alerts", m.serveList)
+	mux.HandleFunc("GET /api/v1/alerts/{$}", m.serveList)
+	mux.HandleFunc("POST /api/v1/alerts", m.serveCreate)
+	mux.HandleFunc("POST /api/v1/alerts/{$}", m.serveCreate)
+	mux.HandleFunc("GET /api/v1/alerts/history", m.serveHistory)
+	mux.HandleFunc("GET /api/v1/alerts/{id}", m.serveGet)
+	mux.HandleFunc("DELETE /api/v1/alerts/{id}", m.serveDelete)
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(body)
+	w.Write([]byte{'\n'})
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	b, _ := json.Marshal(map[string]string{"error": msg})
+	writeJSON(w, code, b)
+}
+
+func (m *Monitor) serveList(w http.ResponseWriter, r *http.Request) {
+	b, err := m.ListJSON()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}
+
+func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		writeError(w, http.StatusBadRequest, "alert id must be a positive integer")
+		return 0, false
+	}
+	return id, true
+}
+
+func (m *Monitor) serveGet(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	b, err := m.getJSON(id)
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, "alert not found")
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}
+
+func (m *Monitor) serveDelete(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	switch err := m.DeleteRule(id); {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, "alert not found")
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func (m *Monitor) serveCreate(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		return
+	}
+	if len(body) > maxBody {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", maxBody))
+		return
+	}
+	req, err := parseRuleRequest(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	id, created, err := m.addRule(req.Metric, req.op, req.Secs, req.Limit, req.Cmp)
+	switch {
+	case errors.Is(err, ErrBadRule), errors.Is(err, ErrTooManyRules):
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case errors.Is(err, ErrMetricNotFound):
+		writeError(w, http.StatusNotFound, "metric not found: "+req.Metric)
+		return
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	b, err := m.getJSON(id)
+	if err != nil { // deleted in between
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	w.Header().Set("Location", "/api/v1/alerts/"+strconv.FormatInt(id, 10))
+	writeJSON(w, code, b)
+}
+
+// ruleRequest is the body of POST /api/v1/alerts.
+type ruleRequest struct {
+	Metric string  `json:"metric"`
+	Op     string  `json:"op"`
+	Secs   int64   `json:"secs"`
+	Limit  float64 `json:"limit"`
+	Cmp    string  `json:"cmp"`
+
+	op query.Op
+}
+
+// parseRuleRequest decodes and validates a POSTed rule: one JSON object,
+// no unknown fields, nothing after it. op is matched case-insensitively.
+// Errors wrap ErrBadRule.
+func parseRuleRequest(body []byte) (ruleRequest, error) {
+	var req ruleRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return ruleRequest{}, fmt.Errorf("%w: body must be a JSON object {\"metric\",\"op\",\"secs\",\"limit\",\"cmp\"}: %v", ErrBadRule, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return ruleRequest{}, fmt.Errorf("%w: data after the JSON object", ErrBadRule)
+	}
+	op, ok := query.ParseOp([]byte(strings.ToUpper(req.Op)))
+	if !ok {
+		return ruleRequest{}, fmt.Errorf("%w: unknown op %q", ErrBadRule, req.Op)
+	}
+	req.op = op
+	if _, err := validate(req.Metric, op, req.Secs, req.Limit, req.Cmp); err != nil {
+		return ruleRequest{}, err
+	}
+	return req, nil
+}
+
+func (m *Monitor) serveHistory(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var from, to, id int64
+	var err error
+	if s := q.Get("from"); s != "" {
+		if from, err = query.ParseTime([]byte(s)); err != nil {
+			writeError(w, http.StatusBadRequest, "from: "+err.Error())
+			return
+		}
+	}
+	if s := q.Get("to"); s != "" {
+		if to, err = query.ParseTime([]byte(s)); err != nil {
+			writeError(w, http.StatusBadRequest, "to: "+err.Error())
+			return
+		}
+	}
+	if s := q.Get("id"); s != "" {
+		if id, err = strconv.ParseInt(s, 10, 64); err != nil || id < 1 {
+			writeError(w, http.StatusBadRequest, "id must be a positive integer")
+			return
+		}
+	}
+	limit := defaultHistoryLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 1 to %d", maxHistoryLimit))
+			return
+		}
+		limit = min(n, maxHistoryLimit)
+	}
+	if to == 0 {
+		to = math.MaxInt64
+	}
+	b, err := m.history(from, to, id, limit)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}

@@ -1,0 +1,190 @@
+package alert
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/vigia-mon/vigia/internal/tsdb"
+)
+
+// The monitor's buckets in the server's metadata file.
+var (
+	bucketRules   = []byte("alert_rules")   // idKey(id) -> sealed ruleRecord JSON
+	bucketHistory = []byte("alert_history") // histKey(ms, seq) -> sealed event JSON
+)
+
+func idKey(id int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(id)) }
+
+// histKey orders the history by time, then by insertion.
+func histKey(ms int64, seq uint64) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, uint64(ms))
+	binary.BigEndian.PutUint64(k[8:], seq)
+	return k
+}
+
+func histKeyTime(k []byte) int64 { return int64(binary.BigEndian.Uint64(k)) }
+
+func putRule(b *bbolt.Bucket, r *rule) error {
+	js, err := json.Marshal(r.record())
+	if err != nil {
+		return err
+	}
+	return b.Put(idKey(r.id), seal(js))
+}
+
+// load creates the buckets and reads every rule. A record that fails its
+// checksum or does not decode is reported and skipped (left on disk, not
+// trusted): one damaged alert must not keep the server from monitoring the
+// others.
+func (m *Monitor) load() error {
+	err := m.db.Update(func(tx *bbolt.Tx) error {
+		if _, err := tx.CreateBucketIfNotExists(bucketRules); err != nil {
+			return err
+		}
+		h, err := tx.CreateBucketIfNotExists(bucketHistory)
+		if err != nil {
+			return err
+		}
+		m.histCount = h.Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("alert: open buckets: %w", err)
+	}
+	var loaded []*rule
+	err = m.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketRules).ForEach(func(k, v []byte) error {
+			js, ok := unseal(v)
+			var rec ruleRecord
+			if ok {
+				ok = json.Unmarshal(js, &rec) == nil
+			}
+			var r *rule
+			var err error
+			if ok {
+				r, err = ruleFromRecord(rec)
+				ok = err == nil && len(k) == 8 && binary.BigEndian.Uint64(k) == uint64(r.id)
+			}
+			if !ok {
+				m.stats.corrupt.Add(1)
+				m.log.Error("alert rule record is damaged; skipped", "key", fmt.Sprintf("%x", k), "err", err)
+				return nil
+			}
+			loaded = append(loaded, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("alert: load rules: %w", err)
+	}
+	missing := 0
+	var added []tsdb.SeriesRef
+	for _, r := range loaded {
+		refs := m.opts.Refs(r.metric)
+		if len(refs) == 0 {
+			missing++
+		}
+		m.rules[r.id] = r
+		added = append(added, m.watch(r, refs)...)
+	}
+	m.updateIndex(added, nil)
+	m.log.Info("alert rules loaded", "rules", len(loaded), "metrics_without_series", missing, "history_entries", m.histCount)
+	return nil
+}
+
+// persist writes the rules whose state changed or that notified (so the
+// last value of a quiet rule is as of its last change) and the events to the history,
+// then prunes the history, all in one transaction. Called with m.mu held.
+func (m *Monitor) persist(changed []*rule, events []*event, now int64) error {
+	if len(changed) == 0 && len(events) == 0 {
+		return nil
+	}
+	return m.db.Update(func(tx *bbolt.Tx) error {
+		rb := tx.Bucket(bucketRules)
+		for _, r := range changed {
+			if m.rules[r.id] != r {
+				continue // deleted meanwhile
+			}
+			if err := putRule(rb, r); err != nil {
+				return err
+			}
+		}
+		hb := tx.Bucket(bucketHistory)
+		n := m.histCount
+		for _, e := range events {
+			seq, err := hb.NextSequence()
+			if err != nil {
+				return err
+			}
+			if err := hb.Put(histKey(e.timeMs, seq), seal(e.raw)); err != nil {
+				return err
+			}
+			n++
+		}
+		oldest := now - m.opts.HistoryMaxAge.Milliseconds()
+		c := hb.Cursor()
+		for k, _ := c.First(); k != nil && (n > m.opts.HistoryLimit || histKeyTime(k) < oldest); k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n--
+		}
+		m.histCount = n
+		return nil
+	})
+}
+
+// history returns the JSON array of stored notifications with from <= time
+// < to (unix ms; to 0 means no bound), of alert id when id > 0, newest
+// first, at most limit of them.
+func (m *Monitor) history(from, to, id int64, limit int) ([]byte, error) {
+	out := []byte{'['}
+	n := 0
+	err := m.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketHistory).Cursor()
+		var k, v []byte
+		if to > 0 {
+			k, v = c.Seek(histKey(to, 0))
+			if k == nil {
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev()
+			}
+		} else {
+			k, v = c.Last()
+		}
+		for ; k != nil && n < limit; k, v = c.Prev() {
+			t := histKeyTime(k)
+			if t < from {
+				break
+			}
+			js, ok := unseal(v)
+			if !ok {
+				m.stats.corrupt.Add(1)
+				continue
+			}
+			if id > 0 {
+				var e struct {
+					ID int64 `json:"id"`
+				}
+				if json.Unmarshal(js, &e) != nil || e.ID != id {
+					continue
+				}
+			}
+			if n > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, js...)
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(out, ']'), nil
+}

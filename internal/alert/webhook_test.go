@@ -1,0 +1,238 @@
+package alert
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigia-mon/vigia/internal/query"
+	"github.com/vigia-mon/vigia/internal/tsdb"
+)
+
+// amWebhook mirrors Alertmanager's webhook.Message (notify/webhook) and
+// template.Data field for field, as a receiver written for Alertmanager
+// decodes it.
+type amWebhook struct {
+	Version           string            `json:"version"`
+	GroupKey          string            `json:"groupKey"`
+	TruncatedAlerts   uint64            `json:"truncatedAlerts"`
+	Receiver          string            `json:"receiver"`
+	Status            string            `json:"status"`
+	Alerts            []amWebhookAlert  `json:"alerts"`
+	GroupLabels       map[string]string `json:"groupLabels"`
+	CommonLabels      map[string]string `json:"commonLabels"`
+	CommonAnnotations map[string]string `json:"commonAnnotations"`
+	ExternalURL       string            `json:"externalURL"`
+}
+
+type amWebhookAlert struct {
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
+}
+
+// receiver is an httptest webhook that records what it gets.
+type receiver struct {
+	*httptest.Server
+	mu     sync.Mutex
+	bodies [][]byte
+}
+
+func newReceiver(t *testing.T, h func(w http.ResponseWriter, r *http.Request)) *receiver {
+	rc := &receiver{}
+	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h != nil {
+			h(w, r)
+			return
+		}
+		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("webhook got %s with Content-Type %q", r.Method, r.Header.Get("Content-Type"))
+		}
+		b, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		rc.bodies = append(rc.bodies, b)
+		rc.mu.Unlock()
+	}))
+	t.Cleanup(rc.Close)
+	return rc
+}
+
+func (rc *receiver) count() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return len(rc.bodies)
+}
+
+func (rc *receiver) message(t *testing.T, i int) amWebhook {
+	t.Helper()
+	rc.mu.Lock()
+	b := rc.bodies[i]
+	rc.mu.Unlock()
+	var msg amWebhook
+	if err := json.Unmarshal(b, &msg); err != nil {
+		t.Fatalf("payload %s: %v", b, err)
+	}
+	return msg
+}
+
+func runMonitor(t *testing.T, m *Monitor) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func TestWebhookPayload(t *testing.T) {
+	rc := newReceiver(t, nil)
+	st := newFakeStore("disk.used")
+	m := newTestMonitor(t, st, Options{
+		Interval: 50 * time.Millisecond, Webhooks: []string{rc.URL},
+		ExternalURL: "http://vigia.test:7575", Receiver: "ops",
+	})
+	id, _ := m.AddRule("disk.used", query.Avg, 60, 0.9, ">=")
+	runMonitor(t, m)
+
+	m.Observe([]tsdb.Sample{sample(1, 10_000, 0.95), sample(1, 20_000, 0.97)})
+	waitFor(t, 5*time.Second, "the firing webhook", func() bool { return rc.count() >= 1 })
+	msg := rc.message(t, 0)
+	if msg.Version != "4" || msg.Status != "firing" || msg.Receiver != "ops" || msg.GroupKey == "" ||
+		msg.ExternalURL != "http://vigia.test:7575" || msg.GroupLabels == nil || len(msg.Alerts) != 1 {
+		t.Fatalf("firing payload: %+v", msg)
+	}
+	a := msg.Alerts[0]
+	wantLabels := map[string]string{
+		"alertname": "disk.used AVG 60s >= 0.9", "alert_id": "1", "metric": "disk.used",
+		"op": "AVG", "secs": "60", "cmp": ">=", "limit": "0.9",
+	}
+	for k, v := range wantLabels {
+		if a.Labels[k] != v {
+			t.Errorf("label %s = %q, want %q", k, a.Labels[k], v)
+		}
+	}
+	if id != 1 || a.Status != "firing" || a.Annotations["value"] != "0.96" || a.Annotations["summary"] == "" ||
+		a.Annotations["window_start"] != "1970-01-01T00:00:10.000Z" || a.StartsAt.IsZero() || !a.EndsAt.IsZero() ||
+		a.GeneratorURL != "http://vigia.test:7575/api/v1/alerts/1" || len(a.Fingerprint) != 16 {
+		t.Fatalf("firing alert: %+v", a)
+	}
+	if msg.CommonLabels["metric"] != "disk.used" {
+		t.Errorf("commonLabels %v", msg.CommonLabels)
+	}
+
+	n := rc.count()
+	m.Observe([]tsdb.Sample{sample(1, 30_000, 0.5)})
+	waitFor(t, 5*time.Second, "the resolved webhook", func() bool { return rc.count() > n })
+	msg = rc.message(t, n)
+	a = msg.Alerts[0]
+	if msg.Status != "resolved" || a.Status != "resolved" || a.EndsAt.Before(a.StartsAt) || a.EndsAt.IsZero() ||
+		a.Fingerprint != rc.message(t, 0).Alerts[0].Fingerprint {
+		t.Fatalf("resolved payload: %+v", msg)
+	}
+}
+
+// TestBadWebhooksDelayNothing configures a webhook that never answers and
+// one whose port refuses connections before a good one: the subscriber
+// and the good webhook still get every notification within an interval,
+// the checks keep their schedule, and Run still stops within its drain
+// timeout.
+func TestBadWebhooksDelayNothing(t *testing.T) {
+	hang := make(chan struct{})
+	slow := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(hang)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downURL := "http://" + l.Addr().String()
+	l.Close()
+	good := newReceiver(t, nil)
+
+	const P = 100 * time.Millisecond
+	st := newFakeStore("lat")
+	m := newTestMonitor(t, st, Options{
+		Interval: P, Webhooks: []string{slow.URL, downURL, good.URL},
+		WebhookTimeout: time.Minute, DrainTimeout: 200 * time.Millisecond,
+	})
+	m.backoff0 = 10 * time.Millisecond
+	m.AddRule("lat", query.Max, 1, 100, "")
+	events, cancelSub := m.Subscribe()
+	defer cancelSub()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+
+	for i := range 5 {
+		n := good.count()
+		sent := time.Now()
+		m.Observe([]tsdb.Sample{sample(1, int64(i)*1000, 500)})
+		select {
+		case <-events:
+		case <-time.After(P + time.Second):
+			t.Fatalf("notification %d: no subscriber event within an interval (+1 s slack)", i)
+		}
+		waitFor(t, P+time.Second, "the good webhook", func() bool { return good.count() > n })
+		t.Logf("notification %d delivered to the good webhook after %v", i, time.Since(sent))
+	}
+	if s := m.Stats(); s.Overruns != 0 {
+		t.Errorf("%d checks overran while webhooks hung", s.Overruns)
+	}
+	stopAt := time.Now()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return while a webhook hung")
+	}
+	if d := time.Since(stopAt); d > 2*time.Second {
+		t.Errorf("Run took %v to stop; drain timeout is 200ms", d)
+	}
+	if s := m.Stats(); s.WebhookFailures == 0 {
+		t.Errorf("no failure counted for the dead webhooks: %+v", s)
+	}
+}
+
+func TestWebhookQueueDropsOldest(t *testing.T) {
+	h := newWebhook("http://127.0.0.1:1", 2)
+	for _, p := range []string{"a", "b", "c", "d"} {
+		h.enqueue([]byte(p))
+	}
+	if got := string(<-h.q) + string(<-h.q); got != "cd" || h.dropped.Load() != 2 {
+		t.Fatalf("queue kept %q, dropped %d; want the newest two", got, h.dropped.Load())
+	}
+}
+
+// TestSlowSubscriber: a subscriber that never reads loses events (counted)
+// while another still receives all of them.
+func TestSlowSubscriber(t *testing.T) {
+	st := newFakeStore("x")
+	m := newTestMonitor(t, st, Options{SubscriberBuffer: 2})
+	m.AddRule("x", query.Last, 1, 0, "")
+	_, cancelSlow := m.Subscribe()
+	defer cancelSlow()
+	fast, cancelFast := m.Subscribe()
+	defer cancelFast()
+	got := 0
+	for i := range 5 {
+		m.Observe([]tsdb.Sample{sample(1, int64(i), 1)})
+		m.check()
+		got += len(drain(fast))
+	}
+	if got != 5 || m.Stats().SubscriberDrops != 3 {
+		t.Fatalf("fast subscriber got %d of 5; drops %d, want 3", got, m.Stats().SubscriberDrops)
+	}
+}
