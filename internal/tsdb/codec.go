@@ -35,15 +35,23 @@ var errBlock = fmt.Errorf("%w: bad block", ErrCorrupt)
 // ready to use; it is not safe for concurrent use.
 type blockEncoder struct {
 	ints []int64
+	ats  []int64 // archive blocks
+	avs  []float64
 }
 
 // appendBlock appends the encoding of ts (sorted) and vs to dst.
 func (e *blockEncoder) appendBlock(dst []byte, ts []int64, vs []float64) []byte {
-	n := len(ts)
-	dst = binary.AppendUvarint(dst, uint64(n))
-	if n == 0 {
+	dst = binary.AppendUvarint(dst, uint64(len(ts)))
+	if len(ts) == 0 {
 		return dst
 	}
+	dst = e.appendTimestamps(dst, ts)
+	return e.appendValues(dst, vs)
+}
+
+// appendTimestamps appends the timestamp column of a block (len(ts) >= 1).
+func (e *blockEncoder) appendTimestamps(dst []byte, ts []int64) []byte {
+	n := len(ts)
 	dst = binary.AppendVarint(dst, ts[0])
 	if n >= 2 {
 		d := ts[1] - ts[0]
@@ -57,7 +65,7 @@ func (e *blockEncoder) appendBlock(dst []byte, ts []int64, vs []float64) []byte 
 		e.ints = ints
 		dst = appendIntColumn(dst, ints)
 	}
-	return e.appendValues(dst, vs)
+	return dst
 }
 
 // blockExponent returns the smallest e such that every v is float64(m)/10^e
@@ -260,16 +268,31 @@ func decodeBlockInto(src []byte, ts []int64, vs []float64, ints []int64) ([]int6
 		}
 		return ts, vs, ints, nil
 	}
+	var err error
+	if src, err = decodeTimestamps(src, ts); err != nil {
+		return ts, vs, ints, err
+	}
+	if src, err = decodeValues(src, vs, &ints); err != nil {
+		return ts, vs, ints, err
+	}
+	if len(src) != 0 {
+		return ts, vs, ints, errors.Join(errBlock, fmt.Errorf("%d trailing bytes", len(src)))
+	}
+	return ts, vs, ints, nil
+}
+
+// decodeTimestamps decodes a timestamp column of len(ts) >= 1 values.
+func decodeTimestamps(src []byte, ts []int64) ([]byte, error) {
 	t0, k := binary.Varint(src)
 	if k <= 0 {
-		return ts, vs, ints, errBlock
+		return nil, errBlock
 	}
 	src = src[k:]
 	ts[0] = t0
-	if n >= 2 {
+	if len(ts) >= 2 {
 		d, k := binary.Varint(src)
 		if k <= 0 {
-			return ts, vs, ints, errBlock
+			return nil, errBlock
 		}
 		src = src[k:]
 		t := t0 + d
@@ -277,7 +300,7 @@ func decodeBlockInto(src []byte, ts []int64, vs []float64, ints []int64) ([]int6
 		dods := ts[2:]
 		var err error
 		if src, err = decodeIntColumn(src, dods); err != nil {
-			return ts, vs, ints, err
+			return nil, err
 		}
 		for i := range dods {
 			d += dods[i]
@@ -285,35 +308,43 @@ func decodeBlockInto(src []byte, ts []int64, vs []float64, ints []int64) ([]int6
 			dods[i] = t
 		}
 	}
+	return src, nil
+}
+
+// decodeValues decodes a value column of len(vs) >= 1 values; ints is
+// scratch.
+func decodeValues(src []byte, vs []float64, ints *[]int64) ([]byte, error) {
+	n := len(vs)
 	if len(src) < 1 {
-		return ts, vs, ints, errBlock
+		return nil, errBlock
 	}
 	kind := src[0]
 	src = src[1:]
 	switch kind {
 	case kindDecimal:
 		if len(src) < 1 || src[0] > maxDecimalE {
-			return ts, vs, ints, errBlock
+			return nil, errBlock
 		}
 		p := pow10[src[0]]
 		m, k := binary.Varint(src[1:])
 		if k <= 0 {
-			return ts, vs, ints, errBlock
+			return nil, errBlock
 		}
 		src = src[1+k:]
-		ints = growInt64(ints, n-1)
+		*ints = growInt64(*ints, n-1)
+		d := *ints
 		var err error
-		if src, err = decodeIntColumn(src, ints); err != nil {
-			return ts, vs, ints, err
+		if src, err = decodeIntColumn(src, d); err != nil {
+			return nil, err
 		}
 		vs[0] = float64(m) / p
-		for i, d := range ints {
-			m += d
+		for i, x := range d {
+			m += x
 			vs[i+1] = float64(m) / p
 		}
 	case kindXOR:
 		if len(src) < 8*n {
-			return ts, vs, ints, errBlock
+			return nil, errBlock
 		}
 		var prev uint64
 		for i := range vs {
@@ -322,10 +353,7 @@ func decodeBlockInto(src []byte, ts []int64, vs []float64, ints []int64) ([]int6
 		}
 		src = src[8*n:]
 	default:
-		return ts, vs, ints, errBlock
+		return nil, errBlock
 	}
-	if len(src) != 0 {
-		return ts, vs, ints, errors.Join(errBlock, fmt.Errorf("%d trailing bytes", len(src)))
-	}
-	return ts, vs, ints, nil
+	return src, nil
 }

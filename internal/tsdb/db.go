@@ -30,6 +30,22 @@ type Options struct {
 	// MergeInterval: how often background merges and retention run.
 	// Default 1m.
 	MergeInterval time.Duration
+	// Retention of the 1-minute, 1-hour and 1-day archives. Defaults 90,
+	// 558 and 3650 days.
+	Retention1m, Retention1h, Retention1d time.Duration
+}
+
+// retention returns how long parts of a kind are kept.
+func (o *Options) retention(kind uint8) time.Duration {
+	switch kind {
+	case kind1m:
+		return o.Retention1m
+	case kind1h:
+		return o.Retention1h
+	case kind1d:
+		return o.Retention1d
+	}
+	return o.RawRetention
 }
 
 func (o *Options) withDefaults() Options {
@@ -59,6 +75,15 @@ func (o *Options) withDefaults() Options {
 	if r.MergeInterval <= 0 {
 		r.MergeInterval = time.Minute
 	}
+	if r.Retention1m <= 0 {
+		r.Retention1m = 90 * 24 * time.Hour
+	}
+	if r.Retention1h <= 0 {
+		r.Retention1h = 558 * 24 * time.Hour
+	}
+	if r.Retention1d <= 0 {
+		r.Retention1d = 3650 * 24 * time.Hour
+	}
 	return r
 }
 
@@ -66,18 +91,20 @@ func (o *Options) withDefaults() Options {
 type Stats struct {
 	Series          int   // series in the index
 	HeadSamples     int64 // samples in memory not yet in parts (incl. a flush in progress)
-	Parts           int   // part files
-	Partitions      int   // day directories
-	PartBytes       int64 // bytes of part files
+	Parts           int   // raw part files
+	Partitions      int   // raw day directories
+	PartBytes       int64 // bytes of raw part files
+	ArchiveParts    int   // archive part files (1m, 1h, 1d)
+	ArchiveBytes    int64 // bytes of archive part files
 	WALBytes        int64 // bytes of live WAL segments
 	WALSegments     int
-	DiskBytes       int64 // parts + WAL + series index + manifest
+	DiskBytes       int64 // parts + archives + WAL + series index
 	AppendedSamples int64 // samples acknowledged by Append since Open
 	Commits         int64 // group commits (one write + one fsync each)
 	Flushes         int64
 	FlushedSamples  int64
 	Merges          int64
-	DroppedDays     int64 // partitions removed by retention
+	DroppedDays     int64 // partitions (raw days, archive periods) removed by retention
 	ReplayedRecords int64 // WAL records replayed by Open
 	ReplayedSamples int64
 	TornTails       int64 // torn WAL tails truncated by Open
@@ -128,9 +155,10 @@ type DB struct {
 	frozenSamples atomic.Int64 // head being flushed
 
 	// What readers see: parts, and which frozen heads are already in them.
-	viewMu    sync.RWMutex
-	parts     *partSet
-	published uint64
+	viewMu     sync.RWMutex
+	parts      *partSet
+	published  uint64
+	archivedTo int64 // windows before this are served from archives
 
 	// flushMu serializes flushes, merges and retention (manifest writers).
 	flushMu  sync.Mutex
@@ -481,11 +509,18 @@ func (db *DB) Stats() Stats {
 	db.viewMu.RLock()
 	ps := db.parts
 	db.viewMu.RUnlock()
-	var partBytes int64
+	var partBytes, archiveBytes int64
+	var nparts, narchive int
 	days := map[int64]bool{}
 	for _, p := range ps.parts {
+		if p.kind != kindRaw {
+			narchive++
+			archiveBytes += p.size
+			continue
+		}
+		nparts++
 		partBytes += p.size
-		days[p.day] = true
+		days[p.bucket] = true
 	}
 	db.commitMu.Lock()
 	segs := int(db.segSeq-db.walCut) + 1
@@ -493,9 +528,11 @@ func (db *DB) Stats() Stats {
 	s := Stats{
 		Series:          db.idx.len(),
 		HeadSamples:     db.headSamples.Load() + db.frozenSamples.Load(),
-		Parts:           len(ps.parts),
+		Parts:           nparts,
 		Partitions:      len(days),
 		PartBytes:       partBytes,
+		ArchiveParts:    narchive,
+		ArchiveBytes:    archiveBytes,
 		WALBytes:        db.stats.walBytes.Load(),
 		WALSegments:     segs,
 		AppendedSamples: db.stats.appended.Load(),
@@ -509,7 +546,7 @@ func (db *DB) Stats() Stats {
 		TornTails:       db.stats.torn.Load(),
 		SkippedSamples:  db.stats.skipped.Load(),
 	}
-	s.DiskBytes = s.PartBytes + s.WALBytes + db.stats.seriesBytes.Load()
+	s.DiskBytes = s.PartBytes + s.ArchiveBytes + s.WALBytes + db.stats.seriesBytes.Load()
 	return s
 }
 

@@ -141,7 +141,7 @@ func (db *DB) flush() error {
 	all := append(append([]*part(nil), db.parts.parts...), newParts...)
 	sortParts(all)
 	if err == nil {
-		err = db.writeManifest(all, cut)
+		err = db.writeManifest(all, cut, db.archivedTo)
 	}
 	if err != nil {
 		for _, p := range newParts {
@@ -203,33 +203,45 @@ func (db *DB) unfreeze(frozen []*memSeries, gen uint64) {
 	db.frozenSamples.Store(0)
 }
 
+// partKey names a partition: a kind and a bucket.
+type partKey struct {
+	kind   uint8
+	bucket int64
+}
+
 // writeFrozen writes the frozen heads (in ref order) into one new part per
 // day and returns the parts, opened.
 func (db *DB) writeFrozen(frozen []*memSeries) ([]*part, error) {
-	writers := map[int64]*partWriter{}
-	ids := map[int64]uint64{}
+	writers := map[partKey]*partWriter{}
+	ids := map[partKey]uint64{}
 	abort := func() {
 		for _, w := range writers {
 			w.abort()
 		}
+	}
+	writer := func(k partKey) (*partWriter, error) {
+		if w := writers[k]; w != nil {
+			return w, nil
+		}
+		id := db.nextID
+		db.nextID++
+		w, err := createPart(db.partPath(k.kind, k.bucket, id))
+		if err != nil {
+			return nil, err
+		}
+		writers[k], ids[k] = w, id
+		return w, nil
 	}
 	for _, s := range frozen {
 		ts, vs := s.fts, s.fvs
 		for len(ts) > 0 {
 			d := dayOf(ts[0])
 			end := sort.Search(len(ts), func(i int) bool { return dayOf(ts[i]) > d })
-			w := writers[d]
-			if w == nil {
-				id := db.nextID
-				db.nextID++
-				var err error
-				if w, err = createPart(db.partPath(d, id)); err != nil {
-					abort()
-					return nil, err
-				}
-				writers[d], ids[d] = w, id
+			w, err := writer(partKey{kindRaw, d})
+			if err == nil {
+				err = w.addSeries(s.ref, ts[:end], vs[:end])
 			}
-			if err := w.addSeries(s.ref, ts[:end], vs[:end]); err != nil {
+			if err != nil {
 				abort()
 				return nil, err
 			}
@@ -240,11 +252,11 @@ func (db *DB) writeFrozen(frozen []*memSeries) ([]*part, error) {
 }
 
 // finishParts completes the writers and opens the parts. seq gives each
-// day's sequence; nil means the part's id.
-func (db *DB) finishParts(writers map[int64]*partWriter, ids map[int64]uint64, seq map[int64]uint64) ([]*part, error) {
+// partition's sequence; nil means the part's id.
+func (db *DB) finishParts(writers map[partKey]*partWriter, ids map[partKey]uint64, seq map[partKey]uint64) ([]*part, error) {
 	var parts []*part
 	var firstErr error
-	for d, w := range writers {
+	for k, w := range writers {
 		if firstErr != nil {
 			w.abort()
 			continue
@@ -259,23 +271,23 @@ func (db *DB) finishParts(writers map[int64]*partWriter, ids map[int64]uint64, s
 			firstErr = err
 			continue
 		}
-		p.day, p.id, p.seq = d, ids[d], ids[d]
+		p.kind, p.bucket, p.id, p.seq = k.kind, k.bucket, ids[k], ids[k]
 		if seq != nil {
-			p.seq = seq[d]
+			p.seq = seq[k]
 		}
 		parts = append(parts, p)
 	}
-	if firstErr == nil {
-		for _, p := range parts {
-			if err := syncDir(filepath.Dir(p.path)); err != nil {
-				firstErr = fmt.Errorf("sync partition dir: %w", err)
-				break
-			}
-		}
+	dirs := map[string]bool{}
+	for _, p := range parts {
+		dirs[filepath.Dir(p.path)] = true
+		dirs[filepath.Dir(filepath.Dir(p.path))] = true
 	}
-	if firstErr == nil && len(parts) > 0 {
-		if err := syncDir(filepath.Join(db.dir, partsDirName)); err != nil {
-			firstErr = fmt.Errorf("sync parts dir: %w", err)
+	for d := range dirs {
+		if firstErr != nil {
+			break
+		}
+		if err := syncDir(d); err != nil {
+			firstErr = fmt.Errorf("sync partition dir: %w", err)
 		}
 	}
 	if firstErr != nil {

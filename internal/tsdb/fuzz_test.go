@@ -148,9 +148,32 @@ func FuzzPartIndex(f *testing.F) {
 
 // FuzzManifest fuzzes the manifest decoder.
 func FuzzManifest(f *testing.F) {
-	f.Add(encodeManifest(manifest{walCut: 3, nextID: 9, parts: []manifestEntry{{20000, 4, 4}, {20001, 8, 5}}}))
+	f.Add(encodeManifest(manifest{walCut: 3, nextID: 9, archivedTo: 1 << 40, parts: []manifestEntry{{0, 20000, 4, 4}, {kind1h, 677, 8, 5}}}))
 	f.Add(encodeManifest(manifest{}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		decodeManifest(b)
+	})
+}
+
+// FuzzArchiveBlock fuzzes the archive block decoder.
+func FuzzArchiveBlock(f *testing.F) {
+	var e blockEncoder
+	var a aggregator
+	a.reset(60_000)
+	ts, vs := refPoints(42, 0, 600, refStart)
+	a.add(ts, vs)
+	f.Add(e.appendArchiveBlock(nil, a.pts, a.lastT))
+	f.Add(e.appendArchiveBlock(nil, a.pts[:1], a.lastT[:1]))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var d archiveDecoder
+		if err := d.decodeArchiveBlock(b); err != nil {
+			if len(d.pts) != 0 {
+				t.Fatalf("%d points left after an error", len(d.pts))
+			}
+			return
+		}
+		if len(d.pts) != len(d.lastT) {
+			t.Fatalf("%d points, %d last times", len(d.pts), len(d.lastT))
+		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,10 +17,12 @@ import (
 // cover (docs/format/index.md). It is replaced atomically (temp, fsync,
 // rename, fsync dir), so a flush or merge takes effect all at once:
 //
-//	magic "VGMANIF1" | uvarint walCut | uvarint nextID | uvarint nparts |
-//	nparts x (varint day | uvarint id | uvarint seq) | u32 CRC-32C of all before
+//	magic "VGMANIF2" | uvarint walCut | uvarint nextID | varint archivedTo |
+//	uvarint nparts |
+//	nparts x (uvarint kind | varint bucket | uvarint id | uvarint seq) |
+//	u32 CRC-32C of all before
 const (
-	manifestMagic = "VGMANIF1"
+	manifestMagic = "VGMANIF2"
 	manifestName  = "MANIFEST"
 	seriesName    = "series"
 	partsDirName  = "parts"
@@ -27,11 +30,14 @@ const (
 )
 
 type manifestEntry struct {
-	day, id, seq uint64
+	kind    uint8
+	bucket  int64
+	id, seq uint64
 }
 
 type manifest struct {
 	walCut, nextID uint64
+	archivedTo     int64 // windows before this time are served from archives
 	parts          []manifestEntry
 }
 
@@ -39,9 +45,11 @@ func encodeManifest(m manifest) []byte {
 	b := []byte(manifestMagic)
 	b = binary.AppendUvarint(b, m.walCut)
 	b = binary.AppendUvarint(b, m.nextID)
+	b = binary.AppendVarint(b, m.archivedTo)
 	b = binary.AppendUvarint(b, uint64(len(m.parts)))
 	for _, e := range m.parts {
-		b = binary.AppendVarint(b, int64(e.day))
+		b = binary.AppendUvarint(b, uint64(e.kind))
+		b = binary.AppendVarint(b, e.bucket)
 		b = binary.AppendUvarint(b, e.id)
 		b = binary.AppendUvarint(b, e.seq)
 	}
@@ -60,12 +68,17 @@ func decodeManifest(b []byte) (manifest, error) {
 	r := byteReader{b: body[len(manifestMagic):]}
 	m.walCut = r.uvarint()
 	m.nextID = r.uvarint()
+	m.archivedTo = r.varint()
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {
 		return m, fmt.Errorf("%w: manifest: %d parts", ErrCorrupt, n)
 	}
 	for i := uint64(0); i < n && r.err == nil; i++ {
-		m.parts = append(m.parts, manifestEntry{day: uint64(r.varint()), id: r.uvarint(), seq: r.uvarint()})
+		kind := r.uvarint()
+		if kind >= numKinds {
+			return m, fmt.Errorf("%w: manifest: part kind %d", ErrCorrupt, kind)
+		}
+		m.parts = append(m.parts, manifestEntry{kind: uint8(kind), bucket: r.varint(), id: r.uvarint(), seq: r.uvarint()})
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = fmt.Errorf("%w: manifest: trailing bytes", ErrCorrupt)
@@ -103,8 +116,10 @@ func dayDirName(day int64) string {
 	return time.UnixMilli(day * dayMillis).UTC().Format("2006-01-02")
 }
 
-func (db *DB) partPath(day int64, id uint64) string {
-	return filepath.Join(db.dir, partsDirName, dayDirName(day), fmt.Sprintf("%016x.part", id))
+// partPath is where part id of the given kind and partition lives.
+func (db *DB) partPath(kind uint8, bucket int64, id uint64) string {
+	start := time.UnixMilli(bucket * kindBucket[kind]).UTC().Format("2006-01-02")
+	return filepath.Join(db.dir, kindDir[kind], start, fmt.Sprintf("%016x.part", id))
 }
 
 // dayOf returns the UTC day (days since the epoch) of t in milliseconds.
@@ -117,10 +132,10 @@ func dayOf(t int64) int64 {
 }
 
 // writeManifest persists the given part list and WAL cut. Callers hold flushMu.
-func (db *DB) writeManifest(parts []*part, walCut uint64) error {
-	m := manifest{walCut: walCut, nextID: db.nextID}
+func (db *DB) writeManifest(parts []*part, walCut uint64, archivedTo int64) error {
+	m := manifest{walCut: walCut, nextID: db.nextID, archivedTo: archivedTo}
 	for _, p := range parts {
-		m.parts = append(m.parts, manifestEntry{day: uint64(p.day), id: p.id, seq: p.seq})
+		m.parts = append(m.parts, manifestEntry{kind: p.kind, bucket: p.bucket, id: p.id, seq: p.seq})
 	}
 	if err := writeFileAtomic(filepath.Join(db.dir, manifestName), encodeManifest(m)); err != nil {
 		return fmt.Errorf("write manifest: %w", err)
@@ -132,6 +147,7 @@ func (db *DB) writeManifest(parts []*part, walCut uint64) error {
 // does not name (left by a flush or merge that did not finish).
 func (db *DB) loadManifest() error {
 	db.nextID = 1
+	db.archivedTo = math.MinInt64
 	b, err := os.ReadFile(filepath.Join(db.dir, manifestName))
 	if errors.Is(err, fs.ErrNotExist) {
 		return db.removeStrayParts(nil)
@@ -143,11 +159,11 @@ func (db *DB) loadManifest() error {
 	if err != nil {
 		return err
 	}
-	db.walCut, db.nextID = m.walCut, m.nextID
+	db.walCut, db.nextID, db.archivedTo = m.walCut, m.nextID, m.archivedTo
 	live := map[string]bool{}
 	var parts []*part
 	for _, e := range m.parts {
-		path := db.partPath(int64(e.day), e.id)
+		path := db.partPath(e.kind, e.bucket, e.id)
 		p, err := openPart(path)
 		if err != nil {
 			for _, q := range parts {
@@ -155,7 +171,7 @@ func (db *DB) loadManifest() error {
 			}
 			return fmt.Errorf("load part named by the manifest: %w", err)
 		}
-		p.day, p.id, p.seq = int64(e.day), e.id, e.seq
+		p.kind, p.bucket, p.id, p.seq = e.kind, e.bucket, e.id, e.seq
 		parts = append(parts, p)
 		live[path] = true
 	}
@@ -165,7 +181,15 @@ func (db *DB) loadManifest() error {
 }
 
 func (db *DB) removeStrayParts(live map[string]bool) error {
-	root := filepath.Join(db.dir, partsDirName)
+	for _, d := range kindDir {
+		if err := db.removeStrayPartsIn(filepath.Join(db.dir, d), live); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *DB) removeStrayPartsIn(root string, live map[string]bool) error {
 	days, err := os.ReadDir(root)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

@@ -21,7 +21,7 @@ func (db *DB) mergeOnce() (bool, error) {
 	var bestSize int64
 	for i := 0; i < len(parts); {
 		j := i
-		for j < len(parts) && parts[j].day == parts[i].day {
+		for j < len(parts) && parts[j].kind == parts[i].kind && parts[j].bucket == parts[i].bucket {
 			j++
 		}
 		day := parts[i:j]
@@ -55,7 +55,7 @@ func (db *DB) mergeOnce() (bool, error) {
 	}
 	all = append(all, merged)
 	sortParts(all)
-	if err := db.writeManifest(all, db.walCut); err != nil {
+	if err := db.writeManifest(all, db.walCut, db.archivedTo); err != nil {
 		merged.obsolete.Store(true)
 		merged.decRef()
 		return false, err
@@ -68,98 +68,105 @@ func (db *DB) mergeOnce() (bool, error) {
 		p.decRef()
 	}
 	db.stats.merges.Add(1)
-	db.logger.Debug("merged parts", "day", dayDirName(merged.day), "inputs", len(best),
+	db.logger.Debug("merged parts", "path", merged.path, "inputs", len(best),
 		"bytes", merged.size, "duration", time.Since(start).Round(time.Millisecond))
 	return true, nil
 }
 
-// mergeParts writes one part holding every sample of the inputs, which are
-// parts of one day in sequence order. Among equal timestamps, samples of an
-// earlier part come first.
+// mergeParts writes one part holding every sample (or archive point) of
+// the inputs, which are parts of one partition in sequence order. Among
+// equal timestamps, samples of an earlier part come first.
 func (db *DB) mergeParts(in []*part) (*part, error) {
-	day := in[0].day
+	k := partKey{in[0].kind, in[0].bucket}
 	id := db.nextID
 	db.nextID++
-	w, err := createPart(db.partPath(day, id))
+	w, err := createPart(db.partPath(k.kind, k.bucket, id))
 	if err != nil {
 		return nil, err
 	}
-	st := new(scanState)
-	cursors := make([]int, len(in))
-	for {
-		// The next ref: the smallest among the cursors.
-		var ref SeriesRef
-		for k, p := range in {
-			if c := cursors[k]; c < len(p.refs) && (ref == 0 || p.refs[c] < ref) {
-				ref = p.refs[c]
+	if k.kind == kindRaw {
+		err = mergeSeries(in, new(scanState), w.addSeries)
+	} else {
+		var enc blockEncoder
+		var times []int64
+		err = mergeArchiveSeries(in, func(ref SeriesRef, pts []Aggregate, lastT []int64) error {
+			times = times[:0]
+			for _, p := range pts {
+				times = append(times, p.T)
 			}
-		}
-		if ref == 0 {
-			break
-		}
-		st.mts, st.mvs, st.bnd = st.mts[:0], st.mvs[:0], append(st.bnd[:0], 0)
-		for k, p := range in {
-			c := cursors[k]
-			if c >= len(p.refs) || p.refs[c] != ref {
-				continue
-			}
-			cursors[k]++
-			bs := p.blocks[p.first[c]:p.first[c+1]]
-			for b := range bs {
-				ts, vs, err := p.readBlock(&bs[b], &st.dec)
-				if err != nil {
-					w.abort()
-					return nil, fmt.Errorf("merge: %w", err)
-				}
-				st.mts = append(st.mts, ts...)
-				st.mvs = append(st.mvs, vs...)
-			}
-			st.bnd = append(st.bnd, len(st.mts))
-		}
-		ts, vs := st.mergeRuns()
-		if err := w.addSeries(ref, ts, vs); err != nil {
-			w.abort()
-			return nil, err
-		}
+			return w.addBlocks(ref, times, func(dst []byte, i, j int) []byte {
+				return enc.appendArchiveBlock(dst, pts[i:j], lastT[i:j])
+			})
+		})
 	}
-	parts, err := db.finishParts(map[int64]*partWriter{day: w}, map[int64]uint64{day: id}, map[int64]uint64{day: in[0].seq})
+	if err != nil {
+		w.abort()
+		return nil, fmt.Errorf("merge: %w", err)
+	}
+	parts, err := db.finishParts(map[partKey]*partWriter{k: w}, map[partKey]uint64{k: id}, map[partKey]uint64{k: in[0].seq})
 	if err != nil {
 		return nil, err
 	}
 	return parts[0], nil
 }
 
-// applyRetention drops the day partitions that ended before now minus
-// RawRetention.
+// applyRetention drops the raw day partitions that ended before now minus
+// RawRetention, folding them into the archives first, and the archive
+// partitions past their own retention.
 func (db *DB) applyRetention() error {
 	db.flushMu.Lock()
 	defer db.flushMu.Unlock()
-	cutoff := dayOf(db.opts.Now().Add(-db.opts.RawRetention).UnixMilli())
+	now := db.opts.Now()
+	var cutoff [numKinds]int64
+	for k := range cutoff {
+		cutoff[k] = floorDiv(now.Add(-db.opts.retention(uint8(k))).UnixMilli(), kindBucket[k])
+	}
 	parts := db.parts.parts
-	var keep, drop []*part
+	var keep, drop, rawDrop []*part
 	for _, p := range parts {
-		if p.day < cutoff {
-			drop = append(drop, p)
-		} else {
+		switch {
+		case p.bucket >= cutoff[p.kind]:
 			keep = append(keep, p)
+		case p.kind == kindRaw:
+			rawDrop = append(rawDrop, p)
+			drop = append(drop, p)
+		default:
+			drop = append(drop, p)
 		}
 	}
 	if len(drop) == 0 {
 		return nil
 	}
-	if err := db.writeManifest(keep, db.walCut); err != nil {
+	start := time.Now()
+	archived, err := db.archiveDays(rawDrop, cutoff)
+	if err != nil {
+		return fmt.Errorf("archive raw days: %w", err)
+	}
+	keep = append(keep, archived...)
+	sortParts(keep)
+	archivedTo := db.archivedTo
+	if len(rawDrop) > 0 {
+		archivedTo = max(archivedTo, cutoff[kindRaw]*dayMillis)
+	}
+	if err := db.writeManifest(keep, db.walCut, archivedTo); err != nil {
+		for _, p := range archived {
+			p.obsolete.Store(true)
+			p.decRef()
+		}
 		return err
 	}
 	db.viewMu.Lock()
 	db.parts = &partSet{parts: keep}
+	db.archivedTo = archivedTo
 	db.viewMu.Unlock()
-	days := map[int64]bool{}
+	dirs := map[partKey]bool{}
 	for _, p := range drop {
-		days[p.day] = true
+		dirs[partKey{p.kind, p.bucket}] = true
 		p.obsolete.Store(true)
 		p.decRef()
 	}
-	db.stats.dropped.Add(int64(len(days)))
-	db.logger.Info("retention dropped partitions", "days", len(days), "parts", len(drop))
+	db.stats.dropped.Add(int64(len(dirs)))
+	db.logger.Info("retention dropped partitions", "partitions", len(dirs), "parts", len(drop),
+		"archive_parts", len(archived), "duration", time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -19,7 +19,7 @@ type modelSample struct {
 // out-of-order timestamps across several days), flushes, merges, crashes,
 // clean reopens and scans against an in-memory model.
 func TestModel(t *testing.T) {
-	seeds := 6
+	seeds := 5
 	steps := 200
 	if testing.Short() {
 		seeds, steps = 3, 150

@@ -48,7 +48,8 @@ type partIndex struct {
 // part is an immutable part file, shared by readers with a reference count:
 // the current part set holds one reference and every Scan using it another.
 type part struct {
-	day     int64 // days since the unix epoch (UTC)
+	kind    uint8 // kindRaw, or the archive resolution (archive.go)
+	bucket  int64 // partition: days since the unix epoch for raw parts
 	id, seq uint64
 	path    string
 	size    int64
@@ -74,24 +75,37 @@ func (p *part) decRef() {
 	p.f.Close()
 	if p.obsolete.Load() {
 		os.Remove(p.path)
-		os.Remove(filepath.Dir(p.path)) // the day directory, once empty
+		os.Remove(filepath.Dir(p.path)) // the partition directory, once empty
 	}
 }
 
 // readBlock reads and decodes one block. The returned slices live in d.
 func (p *part) readBlock(bm *blockMeta, d *blockDecoder) ([]int64, []float64, error) {
-	d.raw = growBytes(d.raw, int(bm.length))
-	if _, err := p.f.ReadAt(d.raw, int64(bm.off)); err != nil {
-		return nil, nil, fmt.Errorf("read block of %s at %d: %w", p.path, bm.off, err)
+	payload, err := p.readPayload(bm, d)
+	if err != nil {
+		return nil, nil, err
 	}
-	ts, vs, err := d.decode(d.raw)
+	d.ts, d.vs, d.ints, err = decodeBlockInto(payload, d.ts, d.vs, d.ints)
 	if err != nil {
 		return nil, nil, fmt.Errorf("part %s block at %d: %w", p.path, bm.off, err)
 	}
-	if len(ts) != int(bm.count) {
-		return nil, nil, fmt.Errorf("%w: part %s block at %d: %d samples, index says %d", ErrCorrupt, p.path, bm.off, len(ts), bm.count)
+	if len(d.ts) != int(bm.count) {
+		return nil, nil, fmt.Errorf("%w: part %s block at %d: %d samples, index says %d", ErrCorrupt, p.path, bm.off, len(d.ts), bm.count)
 	}
-	return ts, vs, nil
+	return d.ts, d.vs, nil
+}
+
+// readPayload reads one block, checks it and returns its encoded form.
+func (p *part) readPayload(bm *blockMeta, d *blockDecoder) ([]byte, error) {
+	d.raw = growBytes(d.raw, int(bm.length))
+	if _, err := p.f.ReadAt(d.raw, int64(bm.off)); err != nil {
+		return nil, fmt.Errorf("read block of %s at %d: %w", p.path, bm.off, err)
+	}
+	payload, err := d.payload(d.raw)
+	if err != nil {
+		return nil, fmt.Errorf("part %s block at %d: %w", p.path, bm.off, err)
+	}
+	return payload, nil
 }
 
 func growBytes(b []byte, n int) []byte {
@@ -134,32 +148,40 @@ type blockDecoder struct {
 // decode checks and decodes a stored block (CRC, flags, payload). The
 // returned slices are valid until the next call.
 func (d *blockDecoder) decode(b []byte) ([]int64, []float64, error) {
-	if len(b) < blockHeader {
-		return nil, nil, errBlock
+	payload, err := d.payload(b)
+	if err != nil {
+		return nil, nil, err
 	}
-	if crc32.Checksum(b[4:], castagnoli) != binary.LittleEndian.Uint32(b) {
-		return nil, nil, fmt.Errorf("%w: block checksum mismatch", ErrCorrupt)
-	}
-	payload := b[blockHeader:]
-	switch b[4] {
-	case 0:
-	case blockZstd:
-		_, dec := zstdCodecs()
-		var err error
-		d.dec, err = dec.DecodeAll(payload, d.dec[:0])
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: block: %v", ErrCorrupt, err)
-		}
-		payload = d.dec
-	default:
-		return nil, nil, errBlock
-	}
-	var err error
 	d.ts, d.vs, d.ints, err = decodeBlockInto(payload, d.ts, d.vs, d.ints)
 	if err != nil {
 		return nil, nil, err
 	}
 	return d.ts, d.vs, nil
+}
+
+// payload checks a stored block and returns its encoded form, decompressed
+// into d.dec if needed.
+func (d *blockDecoder) payload(b []byte) ([]byte, error) {
+	if len(b) < blockHeader {
+		return nil, errBlock
+	}
+	if crc32.Checksum(b[4:], castagnoli) != binary.LittleEndian.Uint32(b) {
+		return nil, fmt.Errorf("%w: block checksum mismatch", ErrCorrupt)
+	}
+	payload := b[blockHeader:]
+	switch b[4] {
+	case 0:
+		return payload, nil
+	case blockZstd:
+		_, dec := zstdCodecs()
+		var err error
+		d.dec, err = dec.DecodeAll(payload, d.dec[:0])
+		if err != nil {
+			return nil, fmt.Errorf("%w: block: %v", ErrCorrupt, err)
+		}
+		return d.dec, nil
+	}
+	return nil, errBlock
 }
 
 // appendStoredBlock appends a block as stored in a part: it is compressed
@@ -214,6 +236,14 @@ func createPart(path string) (*partWriter, error) {
 
 // addSeries writes the blocks of one series; ref must be above the last.
 func (w *partWriter) addSeries(ref SeriesRef, ts []int64, vs []float64) error {
+	return w.addBlocks(ref, ts, func(dst []byte, i, j int) []byte {
+		return w.enc.appendBlock(dst, ts[i:j], vs[i:j])
+	})
+}
+
+// addBlocks writes one series as blocks of at most maxBlockSamples points
+// with times ts (sorted); encode appends the encoding of points [i, j).
+func (w *partWriter) addBlocks(ref SeriesRef, ts []int64, encode func(dst []byte, i, j int) []byte) error {
 	if len(ts) == 0 {
 		return nil
 	}
@@ -227,7 +257,7 @@ func (w *partWriter) addSeries(ref SeriesRef, ts []int64, vs []float64) error {
 	w.nseries++
 	for i := 0; i < len(ts); i += maxBlockSamples {
 		j := min(i+maxBlockSamples, len(ts))
-		w.raw = w.enc.appendBlock(w.raw[:0], ts[i:j], vs[i:j])
+		w.raw = encode(w.raw[:0], i, j)
 		w.blk = appendStoredBlock(w.blk[:0], w.raw, &w.zbuf)
 		if _, err := w.bw.Write(w.blk); err != nil {
 			return fmt.Errorf("write part: %w", err)
@@ -381,7 +411,8 @@ func decodePartIndex(idx []byte, dataEnd uint64) (partIndex, error) {
 	return pi, nil
 }
 
-// partSet is an immutable list of parts ordered by day, then sequence.
+// partSet is an immutable list of parts ordered by kind, partition, then
+// sequence.
 type partSet struct {
 	parts []*part
 }
@@ -400,8 +431,11 @@ func (ps *partSet) release() {
 
 func sortParts(ps []*part) {
 	sort.Slice(ps, func(i, j int) bool {
-		if ps[i].day != ps[j].day {
-			return ps[i].day < ps[j].day
+		if ps[i].kind != ps[j].kind {
+			return ps[i].kind < ps[j].kind
+		}
+		if ps[i].bucket != ps[j].bucket {
+			return ps[i].bucket < ps[j].bucket
 		}
 		return ps[i].seq < ps[j].seq
 	})

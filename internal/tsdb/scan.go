@@ -35,6 +35,12 @@ const scanChunk = 8192
 // arrival order. The slices are valid only during the call and must not be
 // modified. fn returning false stops the scan.
 func (db *DB) Scan(ref SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool) error {
+	return db.scan(ref, mint, maxt, fn, nil)
+}
+
+// scan is Scan over the parts of ps, or of the current part set if ps is
+// nil. The caller holds a reference on ps.
+func (db *DB) scan(ref SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool, ps *partSet) error {
 	s := db.idx.get(ref)
 	if s == nil {
 		return ErrUnknownSeries
@@ -47,8 +53,11 @@ func (db *DB) Scan(ref SeriesRef, mint, maxt int64, fn func(ts []int64, vs []flo
 	st.hts, st.hvs, st.runs = st.hts[:0], st.hvs[:0], st.runs[:0]
 
 	db.viewMu.RLock()
-	ps := db.parts
-	ps.acquire()
+	own := ps == nil
+	if own {
+		ps = db.parts
+		ps.acquire()
+	}
 	pub := db.published
 	s.mu.Lock()
 	s.sortLocked()
@@ -72,11 +81,13 @@ func (db *DB) Scan(ref SeriesRef, mint, maxt int64, fn func(ts []int64, vs []flo
 	}
 	s.mu.Unlock()
 	db.viewMu.RUnlock()
-	defer ps.release()
+	if own {
+		defer ps.release()
+	}
 
-	// Part runs in arrival order (parts are ordered by day, then sequence).
+	// Part runs in arrival order (raw parts are ordered by day, then sequence).
 	for _, p := range ps.parts {
-		if p.maxT < mint || p.minT >= maxt {
+		if p.kind != kindRaw || p.maxT < mint || p.minT >= maxt {
 			continue
 		}
 		bs := p.seriesBlocks(ref)

@@ -119,11 +119,18 @@ func TestWALTornTailAtEveryCut(t *testing.T) {
 	if len(ends) != nrec+1 {
 		t.Fatalf("%d records, want %d", len(ends), nrec+1)
 	}
-	step := 1
-	if testing.Short() {
-		step = 7
+	// Every record boundary and the bytes around it, and every third byte.
+	cuts := map[int]bool{0: true, len(data): true}
+	for _, e := range ends {
+		cuts[e-1], cuts[e], cuts[e+1] = true, true, e+1 <= len(data)
 	}
-	for cut := 0; cut <= len(data); cut += step {
+	for c := 0; c < len(data); c += 3 {
+		cuts[c] = true
+	}
+	for cut := 0; cut <= len(data); cut++ {
+		if !cuts[cut] {
+			continue
+		}
 		complete := 0 // complete records before the cut
 		for _, e := range ends {
 			if e <= cut {

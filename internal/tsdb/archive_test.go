@@ -1,0 +1,187 @@
+package tsdb
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"testing"
+	"time"
+)
+
+// expectAggregates computes the aggregates of samples (in arrival order)
+// at resolution res over the whole windows intersecting [mint, maxt).
+func expectAggregates(samples []modelSample, res, mint, maxt int64) []Aggregate {
+	s := append([]modelSample(nil), samples...)
+	sort.SliceStable(s, func(i, j int) bool { return s[i].t < s[j].t })
+	return expectSorted(s, res, mint, maxt)
+}
+
+// expectSorted is expectAggregates for time-sorted samples.
+func expectSorted(s []modelSample, res, mint, maxt int64) []Aggregate {
+	lo := floorDiv(mint, res) * res
+	hi := floorDiv(maxt-1, res)*res + res
+	var a aggregator
+	a.reset(res)
+	var ts [1]int64
+	var vs [1]float64
+	for _, x := range s {
+		if x.t >= lo && x.t < hi {
+			ts[0], vs[0] = x.t, x.v
+			a.add(ts[:], vs[:])
+		}
+	}
+	return a.pts
+}
+
+func scanAggregates(t *testing.T, db *DB, ref SeriesRef, res time.Duration, mint, maxt int64) []Aggregate {
+	t.Helper()
+	var out []Aggregate
+	err := db.ScanAggregates(ref, res, mint, maxt, func(a []Aggregate) bool {
+		out = append(out, a...)
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameAggregates(got, want []Aggregate) error {
+	if len(got) != len(want) {
+		return fmt.Errorf("%d points, want %d", len(got), len(want))
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		// Sums of flushes are added in another order than the model's.
+		if g.T != w.T || g.Count != w.Count || g.Min != w.Min || g.Max != w.Max || g.Last != w.Last ||
+			math.Abs(g.Sum-w.Sum) > 1e-9*math.Max(1, math.Abs(w.Sum)) {
+			return fmt.Errorf("point %d: got %+v want %+v", i, g, w)
+		}
+	}
+	return nil
+}
+
+// TestArchives appends 5 days of samples (out of order, duplicates, late
+// samples into windows already archived) with several flushes, then checks
+// the 1m, 1h and 1d aggregates, for the windows served from the raw data
+// and those served from the archives, before and after retention drops
+// the raw days, and after a reopen.
+func TestArchives(t *testing.T) {
+	now := time.Now().UTC()
+	o := testOpts()
+	o.Now = func() time.Time { return now }
+	o.RawRetention = 48 * time.Hour
+	dir := t.TempDir()
+	db := openTest(t, dir, o)
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	r := rand.New(rand.NewPCG(5, 6))
+	start := now.Add(-8 * 24 * time.Hour).UnixMilli()
+	span := now.UnixMilli() - start
+	var model []modelSample
+	for f := 0; f < 6; f++ {
+		ss := make([]Sample, 3000)
+		for i := range ss {
+			tt := start + r.Int64N(span)
+			if i > 0 && r.IntN(5) == 0 {
+				tt = ss[i-1].T // duplicate timestamp
+			}
+			ss[i] = Sample{ref, tt, math.Round(r.NormFloat64()*1000) / 100}
+			model = append(model, modelSample{tt, ss[i].V})
+		}
+		if err := db.Append(ss); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Head samples too.
+	if err := db.Append([]Sample{{ref, now.UnixMilli() - 1000, 42}}); err != nil {
+		t.Fatal(err)
+	}
+	model = append(model, modelSample{now.UnixMilli() - 1000, 42})
+	if st := db.Stats(); st.ArchiveParts != 0 {
+		t.Fatalf("archive parts while the raw data is kept: %+v", st)
+	}
+	check := func(what string) {
+		t.Helper()
+		sorted := append([]modelSample(nil), model...)
+		sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].t < sorted[j].t })
+		for _, res := range ArchiveResolutions {
+			rm := res.Milliseconds()
+			for _, rng := range [][2]int64{{math.MinInt64 / 2, math.MaxInt64 / 2}, {start + span/3, start + span/2}, {start, start + 1}} {
+				got := scanAggregates(t, db, ref, res, rng[0], rng[1])
+				want := expectSorted(sorted, rm, rng[0], rng[1])
+				if err := sameAggregates(got, want); err != nil {
+					t.Fatalf("%s: res %v range %v: %v", what, res, rng, err)
+				}
+			}
+		}
+	}
+	check("before retention")
+	if err := db.applyRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if ts, _ := collect(t, db, ref, 0, now.Add(-72*time.Hour).UnixMilli()); len(ts) != 0 {
+		t.Fatalf("raw retention kept %d samples", len(ts))
+	}
+	if st := db.Stats(); st.ArchiveParts == 0 || st.Partitions != 3 {
+		t.Fatalf("after retention: %+v", st)
+	}
+	check("after retention")
+	// A late sample for an archived day, and a duplicate of an archived
+	// window's last timestamp: archived by the next retention pass.
+	// The time of the last sample of the second day, already archived.
+	dayEnd := (dayOf(start) + 2) * dayMillis
+	var tLast int64
+	for _, m := range model {
+		if m.t < dayEnd && m.t > tLast {
+			tLast = m.t
+		}
+	}
+	late := []Sample{{ref, start + 3600_000, 1234.5}, {ref, start + 3600_000, -1}, {ref, tLast, 777}}
+	if err := db.Append(late); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range late {
+		model = append(model, modelSample{s.T, s.V})
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.applyRetention(); err != nil {
+		t.Fatal(err)
+	}
+	check("after archiving a late sample")
+	before := db.Stats().ArchiveParts
+	for {
+		merged, err := db.mergeOnce()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !merged {
+			break
+		}
+	}
+	if after := db.Stats().ArchiveParts; after >= before {
+		t.Fatalf("archive parts not merged: %d -> %d", before, after)
+	}
+	check("after merges")
+	db.kill()
+	db = openTest(t, dir, o)
+	defer db.Close()
+	check("after reopen")
+
+	// Archive retention: past 1m retention only 1h and 1d remain.
+	now = now.Add(90*24*time.Hour + 7*24*time.Hour)
+	if err := db.applyRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if got := scanAggregates(t, db, ref, time.Minute, math.MinInt64/2, math.MaxInt64/2); len(got) != 0 {
+		t.Fatalf("1m archive after its retention: %d points", len(got))
+	}
+	if got := scanAggregates(t, db, ref, time.Hour, math.MinInt64/2, math.MaxInt64/2); len(got) < 100 {
+		t.Fatalf("1h archive dropped too early: %d points", len(got))
+	}
+}
