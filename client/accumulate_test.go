@@ -32,7 +32,7 @@ func newManualClient(t *testing.T, opts *Options) (*Client, *manualClock) {
 	if o.Logger == nil {
 		o.Logger = quietLogger
 	}
-	c, err := newClient(&o, clk)
+	c, err := newClient(&o, clk, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

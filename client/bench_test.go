@@ -13,7 +13,7 @@ import (
 
 func benchClient(b *testing.B) *Client {
 	b.Helper()
-	c, err := newClient(&Options{Addr: "127.0.0.1:1", Logger: quietLogger, Period: time.Hour}, realClock{})
+	c, err := newClient(&Options{Addr: "127.0.0.1:1", Logger: quietLogger, Period: time.Hour}, realClock{}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

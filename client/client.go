@@ -33,6 +33,7 @@ type Client struct {
 	collectMu sync.Mutex
 	curStart  int64 // start of the open interval, Unix ms
 	scratch   []point
+	onCollect func([]point) // tests only
 
 	backlog *backlog
 	sender  *sender
@@ -54,10 +55,12 @@ type entry struct {
 // starts its collector and sender goroutines. It does not connect: the
 // first delivery does, and failures only delay delivery.
 func New(opts *Options) (*Client, error) {
-	return newClient(opts, realClock{})
+	return newClient(opts, realClock{}, nil)
 }
 
-func newClient(opts *Options, clk clock) (*Client, error) {
+// newClient is New with the clock and, for tests, a function that sees the
+// points of every collection.
+func newClient(opts *Options, clk clock, onCollect func([]point)) (*Client, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("client options: %w", err)
@@ -72,6 +75,7 @@ func newClient(opts *Options, clk clock) (*Client, error) {
 		backlog:     newBacklog(o.MaxPoints),
 		stopCollect: make(chan struct{}),
 		collectDone: make(chan struct{}),
+		onCollect:   onCollect,
 	}
 	c.dropName = c.name(DroppedMetric)
 	if err := validName(c.dropName); err != nil {
@@ -269,7 +273,11 @@ type Stats struct {
 	Dropped   uint64 // points dropped because the backlog was full
 	Invalid   uint64 // NaN or infinite values, never held
 	Failures  uint64 // failed delivery attempts
-	LastError error  // the last delivery error, nil after a success
+	// Unanswered counts the LOG lines written on connections that failed
+	// before their reply arrived. They are sent again; those the server
+	// had stored are then stored twice, so this bounds the duplicates.
+	Unanswered uint64
+	LastError  error // the last delivery error, nil after a success
 }
 
 // Stats returns the Client's counters.
@@ -320,6 +328,9 @@ func (c *Client) collect(tick bool) {
 	pts := c.scratch[:0]
 	for _, m := range metrics {
 		pts = m.collect(pts, ts)
+	}
+	if c.onCollect != nil {
+		c.onCollect(pts)
 	}
 	c.backlog.push(pts, c.dropName, ts)
 	clear(pts)

@@ -35,11 +35,12 @@ type sender struct {
 	bw    *bufio.Writer
 	batch []point
 
-	mu        sync.Mutex
-	delivered uint64
-	rejected  uint64
-	failures  uint64
-	lastErr   error
+	mu         sync.Mutex
+	delivered  uint64
+	rejected   uint64
+	failures   uint64
+	unanswered uint64
+	lastErr    error
 }
 
 // flushReq asks the sender to deliver every point up to seq; done is
@@ -115,6 +116,7 @@ func (s *sender) stats(st *Stats) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st.Delivered, st.Rejected, st.Failures, st.LastError = s.delivered, s.rejected, s.failures, s.lastErr
+	st.Unanswered = s.unanswered
 }
 
 // flushRetry caps the delay between attempts while a Flush or Close waits.
@@ -274,7 +276,7 @@ func (s *sender) pipeline(batch []point) (int, error) {
 
 	window := make(chan struct{}, s.c.opts.MaxInFlight)
 	stop := make(chan struct{})
-	werr := make(chan error, 1)
+	werr := make(chan writeResult, 1)
 	go s.writeLines(conn, batch, window, stop, werr)
 
 	n, err := s.readReplies(conn, batch, window)
@@ -282,9 +284,15 @@ func (s *sender) pipeline(batch []point) (int, error) {
 		close(stop)
 		conn.Close() // unblocks the writer
 	}
-	if e := <-werr; e != nil {
+	w := <-werr
+	if w.err != nil {
 		// The writer's error explains the reader's (closed connection).
-		err = e
+		err = w.err
+	}
+	if err != nil && w.lines > n {
+		s.mu.Lock()
+		s.unanswered += uint64(w.lines - n)
+		s.mu.Unlock()
 	}
 	if err != nil && s.ctx.Err() != nil {
 		err = fmt.Errorf("client closing: %w", err)
@@ -292,7 +300,15 @@ func (s *sender) pipeline(batch []point) (int, error) {
 	return n, err
 }
 
-func (s *sender) writeLines(conn net.Conn, batch []point, window chan struct{}, stop chan struct{}, werr chan<- error) {
+// writeResult is what writeLines did: the lines it handed to the
+// connection's buffer (some may not have reached the server) and its
+// error.
+type writeResult struct {
+	lines int
+	err   error
+}
+
+func (s *sender) writeLines(conn net.Conn, batch []point, window chan struct{}, stop chan struct{}, werr chan<- writeResult) {
 	bw := s.bw
 	timeout := s.c.opts.WriteTimeout
 	flush := func() error {
@@ -301,9 +317,10 @@ func (s *sender) writeLines(conn net.Conn, batch []point, window chan struct{}, 
 		}
 		return bw.Flush()
 	}
+	lines := 0
 	fail := func(err error) {
 		conn.Close()
-		werr <- fmt.Errorf("write: %w", err)
+		werr <- writeResult{lines, fmt.Errorf("write: %w", err)}
 	}
 	var line []byte
 	for i := range batch {
@@ -319,7 +336,7 @@ func (s *sender) writeLines(conn net.Conn, batch []point, window chan struct{}, 
 			select {
 			case window <- struct{}{}:
 			case <-stop:
-				werr <- nil
+				werr <- writeResult{lines, nil}
 				return
 			}
 		}
@@ -331,12 +348,13 @@ func (s *sender) writeLines(conn net.Conn, batch []point, window chan struct{}, 
 			}
 		}
 		bw.Write(line)
+		lines++
 	}
 	if err := flush(); err != nil {
 		fail(err)
 		return
 	}
-	werr <- nil
+	werr <- writeResult{lines, nil}
 }
 
 var (
