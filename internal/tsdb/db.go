@@ -15,7 +15,9 @@ import (
 type Options struct {
 	Logger *slog.Logger
 	// FlushSamples: flush the head into parts, in the background, when it
-	// holds this many samples. Default 4 Mi.
+	// holds this many samples. Default 4 Mi. Should the head reach 4 times
+	// this (flushes falling behind or failing), Append waits up to 5 s for
+	// a flush to make room and then returns ErrOverloaded.
 	FlushSamples int
 	// FlushInterval: flush the head at least this often. Default 10m.
 	FlushInterval time.Duration
@@ -153,6 +155,8 @@ type DB struct {
 
 	headSamples   atomic.Int64 // active head
 	frozenSamples atomic.Int64 // head being flushed
+	roomMu        sync.Mutex
+	roomCh        chan struct{} // closed when a flush empties the active head
 
 	// What readers see: parts, and which frozen heads are already in them.
 	viewMu     sync.RWMutex
@@ -204,6 +208,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		parts:   &partSet{},
 	}
 	db.cur = &commitBatch{done: make(chan struct{})}
+	db.roomCh = make(chan struct{})
 	if err := db.recover(); err != nil {
 		db.closeFiles()
 		unlockFile(lk)
@@ -405,6 +410,9 @@ func (db *DB) Append(samples []Sample) error {
 	if len(samples) == 0 {
 		return nil
 	}
+	if err := db.waitHeadRoom(); err != nil {
+		return err
+	}
 	n := SeriesRef(db.idx.len())
 	for _, s := range samples {
 		if s.Ref == 0 || s.Ref > n {
@@ -442,6 +450,38 @@ func (db *DB) Append(samples []Sample) error {
 		db.stats.appended.Add(int64(len(samples)))
 	}
 	return b.err
+}
+
+// headRoomWait bounds how long Append waits for a flush to make room.
+var headRoomWait = 5 * time.Second
+
+// waitHeadRoom waits while the active head holds 4 x FlushSamples or more.
+func (db *DB) waitHeadRoom() error {
+	limit := 4 * int64(db.opts.FlushSamples)
+	if db.headSamples.Load() < limit {
+		return nil
+	}
+	timer := time.NewTimer(headRoomWait)
+	defer timer.Stop()
+	for {
+		db.roomMu.Lock()
+		ch := db.roomCh
+		db.roomMu.Unlock()
+		if db.headSamples.Load() < limit {
+			return nil
+		}
+		select {
+		case db.flushCh <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return ErrOverloaded
+		case <-db.quit:
+			return ErrClosed
+		}
+	}
 }
 
 // GetOrCreate returns the ref of the series with this name and labels,

@@ -133,6 +133,10 @@ func (db *DB) flush() error {
 	db.headSamples.Store(0)
 	db.frozenSamples.Store(n)
 	db.commitMu.Unlock()
+	db.roomMu.Lock()
+	close(db.roomCh)
+	db.roomCh = make(chan struct{})
+	db.roomMu.Unlock()
 
 	newParts, err := db.writeFrozen(frozen)
 	if err == nil {

@@ -1,6 +1,7 @@
 package tsdb
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -132,5 +133,84 @@ func TestMergeAndRetention(t *testing.T) {
 	defer db.Close()
 	if after := fmt.Sprint(collect(t, db, ref, today, today+dayMillis)); after != before {
 		t.Fatalf("reopen changed data:\n%s\n%s", before, after)
+	}
+}
+
+func TestPickMerge(t *testing.T) {
+	tests := []struct {
+		sizes []int64
+		want  string // indexes of the picked parts
+	}{
+		{[]int64{10, 10, 10}, "[]"},
+		{[]int64{10, 10, 10, 10}, "[0 1 2 3]"},
+		{[]int64{1000, 10, 10, 10}, "[1 2 3]"},
+		{[]int64{1000, 10, 10, 10, 10, 10, 10, 10, 10, 10}, "[1 2 3 4 5 6 7 8]"},
+		{[]int64{1000, 100, 1, 1}, "[2 3]"},
+		{[]int64{1000, 1, 1000, 1}, "[0 1 2 3]"},
+		{[]int64{1 << 20, 1 << 10, 1, 1 << 30}, "[]"},
+		// Each part 4 times the previous one: none qualifies, but past
+		// mergeForce parts the cheapest run is merged anyway.
+		{pow4(16), "[]"},
+		{pow4(17), "[0 1 2 3 4 5 6 7]"},
+	}
+	for _, tc := range tests {
+		parts := make([]*part, len(tc.sizes))
+		for i, s := range tc.sizes {
+			parts[i] = &part{size: s, seq: uint64(i)}
+		}
+		var got []int
+		for _, p := range pickMerge(parts) {
+			got = append(got, int(p.seq))
+		}
+		if g := fmt.Sprint(got); g != tc.want && !(tc.want == "[]" && got == nil) {
+			t.Errorf("sizes %v: picked %s, want %s", tc.sizes, g, tc.want)
+		}
+	}
+}
+
+func pow4(n int) []int64 {
+	s := make([]int64, n)
+	for i := range s {
+		s[i] = 1 << (2 * i)
+	}
+	return s
+}
+
+// While flushes cannot keep up, the head stops growing at 4 x FlushSamples:
+// Append waits for room, then reports ErrOverloaded; once a flush runs it
+// succeeds again.
+func TestHeadIsBounded(t *testing.T) {
+	old := headRoomWait
+	headRoomWait = 50 * time.Millisecond
+	defer func() { headRoomWait = old }()
+	o := testOpts()
+	o.FlushSamples = 100
+	db := openTest(t, t.TempDir(), o)
+	defer db.Close()
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	base := time.Now().UnixMilli()
+	batch := func(i int) []Sample {
+		ss := make([]Sample, 100)
+		for k := range ss {
+			ss[k] = Sample{ref, base + int64(i*100+k), 1}
+		}
+		return ss
+	}
+	db.flushMu.Lock() // a flush that does not finish
+	var err error
+	i := 0
+	for ; i < 10 && err == nil; i++ {
+		err = db.Append(batch(i))
+	}
+	if !errors.Is(err, ErrOverloaded) {
+		db.flushMu.Unlock()
+		t.Fatalf("append with a full head: %v", err)
+	}
+	if h := db.Stats().HeadSamples; h > 4*100+100 {
+		t.Errorf("head grew to %d samples", h)
+	}
+	db.flushMu.Unlock()
+	if err := db.Append(batch(i)); err != nil {
+		t.Fatalf("append once flushes run again: %v", err)
 	}
 }

@@ -7,36 +7,70 @@ import (
 )
 
 const (
-	mergeMinParts = 4 // merge a day once it has this many parts
-	mergeMaxParts = 8 // and at most this many at once
+	mergeMinParts = 4  // merge a partition once it has this many parts
+	mergeMaxParts = 8  // and at most this many at once
+	mergeForce    = 16 // beyond this many parts, merge whatever the sizes
 )
 
-// mergeOnce merges the smallest contiguous run of parts of one day that
-// has too many parts. It reports whether it merged anything.
+// pickMerge chooses the parts of one partition (in sequence order) to merge:
+// the cheapest contiguous run, as long as possible, in which no part is
+// more than twice the size of the others together (so a big part is not
+// rewritten for every few small ones); nil if none should be merged.
+func pickMerge(day []*part) []*part {
+	if len(day) < mergeMinParts {
+		return nil
+	}
+	for w := min(len(day), mergeMaxParts); w >= 2; w-- {
+		var best []*part
+		var bestSize int64
+		for k := 0; k+w <= len(day); k++ {
+			var size, biggest int64
+			for _, p := range day[k : k+w] {
+				size += p.size
+				biggest = max(biggest, p.size)
+			}
+			if biggest > 2*(size-biggest) {
+				continue
+			}
+			if best == nil || size < bestSize {
+				best, bestSize = day[k:k+w], size
+			}
+		}
+		if best != nil {
+			return best
+		}
+	}
+	if len(day) <= mergeForce {
+		return nil
+	}
+	var best []*part
+	var bestSize int64
+	w := min(len(day), mergeMaxParts)
+	for k := 0; k+w <= len(day); k++ {
+		var size int64
+		for _, p := range day[k : k+w] {
+			size += p.size
+		}
+		if best == nil || size < bestSize {
+			best, bestSize = day[k:k+w], size
+		}
+	}
+	return best
+}
+
+// mergeOnce merges one run of parts chosen by pickMerge in the first
+// partition that has one. It reports whether it merged anything.
 func (db *DB) mergeOnce() (bool, error) {
 	db.flushMu.Lock()
 	defer db.flushMu.Unlock()
 	parts := db.parts.parts
 	var best []*part
-	var bestSize int64
-	for i := 0; i < len(parts); {
+	for i := 0; i < len(parts) && best == nil; {
 		j := i
 		for j < len(parts) && parts[j].kind == parts[i].kind && parts[j].bucket == parts[i].bucket {
 			j++
 		}
-		day := parts[i:j]
-		if len(day) >= mergeMinParts {
-			w := min(len(day), mergeMaxParts)
-			for k := 0; k+w <= len(day); k++ {
-				var size int64
-				for _, p := range day[k : k+w] {
-					size += p.size
-				}
-				if best == nil || size < bestSize {
-					best, bestSize = day[k:k+w], size
-				}
-			}
-		}
+		best = pickMerge(parts[i:j])
 		i = j
 	}
 	if best == nil {
