@@ -6,6 +6,9 @@ import (
 	"time"
 )
 
+// overrunLogEvery throttles the overrun warning.
+const overrunLogEvery = 10 * time.Second
+
 // Run checks every rule at t0, t0+P, t0+2P, ... (t0 = when Run starts,
 // P = Options.Interval), measured on the monotonic clock, however long each
 // check takes. A check that ends after the next tick is logged, and the
@@ -31,6 +34,8 @@ func (m *Monitor) Run(ctx context.Context) error {
 	t0 := time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	var lastOverrunLog time.Time
+	unlogged := 0
 	for k := int64(0); ; {
 		due := t0.Add(time.Duration(k) * P)
 		timer.Reset(time.Until(due))
@@ -53,9 +58,14 @@ func (m *Monitor) Run(ctx context.Context) error {
 			skipped := next - k - 1
 			m.stats.overruns.Add(1)
 			m.stats.skipped.Add(uint64(skipped))
-			m.log.Warn("alert check overran its period; skipping ticks",
-				"took", end.Sub(due), "interval", P, "skipped_ticks", skipped,
-				"rules", m.Stats().Rules)
+			// Throttled: a server that cannot keep up would otherwise log
+			// on every tick.
+			if unlogged++; end.Sub(lastOverrunLog) >= overrunLogEvery {
+				m.log.Warn("alert check overran its period; skipping ticks (raise --alert-interval or register fewer alerts)",
+					"took", end.Sub(due), "interval", P, "skipped_ticks", skipped,
+					"overruns_since_last_log", unlogged, "rules", m.Stats().Rules)
+				lastOverrunLog, unlogged = end, 0
+			}
 		} else {
 			next = k + 1
 		}
