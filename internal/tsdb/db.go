@@ -227,6 +227,9 @@ func (db *DB) recover() error {
 	if err := os.MkdirAll(db.walDir, 0o755); err != nil {
 		return fmt.Errorf("create wal dir: %w", err)
 	}
+	if err := syncDir(db.dir); err != nil {
+		return fmt.Errorf("sync data dir: %w", err)
+	}
 	if err := db.loadManifest(); err != nil {
 		return err
 	}

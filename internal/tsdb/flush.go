@@ -76,6 +76,10 @@ func (db *DB) persistSeries() error {
 	return nil
 }
 
+// testHookBeforeManifest, when set by a test, runs after a flush wrote its
+// parts and before it writes the manifest; an error fails the flush there.
+var testHookBeforeManifest func() error
+
 // Flush writes the whole head into parts now, then deletes the WAL
 // segments it covered.
 func (db *DB) Flush() error {
@@ -141,6 +145,9 @@ func (db *DB) flush() error {
 	newParts, err := db.writeFrozen(frozen)
 	if err == nil {
 		err = db.persistSeries()
+	}
+	if err == nil && testHookBeforeManifest != nil {
+		err = testHookBeforeManifest()
 	}
 	all := append(append([]*part(nil), db.parts.parts...), newParts...)
 	sortParts(all)
@@ -281,10 +288,17 @@ func (db *DB) finishParts(writers map[partKey]*partWriter, ids map[partKey]uint6
 		}
 		parts = append(parts, p)
 	}
+	// The partition directory and its parents up to the data dir may be
+	// new: fsync them all so the part's name persists.
 	dirs := map[string]bool{}
+	root := filepath.Clean(db.dir)
 	for _, p := range parts {
-		dirs[filepath.Dir(p.path)] = true
-		dirs[filepath.Dir(filepath.Dir(p.path))] = true
+		for d, i := filepath.Dir(p.path), 0; i < 4; d, i = filepath.Dir(d), i+1 {
+			dirs[d] = true
+			if d == root {
+				break
+			}
+		}
 	}
 	for d := range dirs {
 		if firstErr != nil {
