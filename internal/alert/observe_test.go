@@ -1,0 +1,105 @@
+package alert
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/vigia-mon/vigia/internal/query"
+	"github.com/vigia-mon/vigia/internal/tsdb"
+)
+
+// TestPendingBounded: once MaxPending samples wait, further batches are
+// dropped and counted, and a check makes room again.
+func TestPendingBounded(t *testing.T) {
+	st := newFakeStore("x")
+	m := newTestMonitor(t, st, Options{MaxPending: 10})
+	m.AddRule("x", query.Count, 60, 1e9, "")
+	batch := make([]tsdb.Sample, 5)
+	for i := range batch {
+		batch[i] = sample(1, int64(i), 1)
+	}
+	for range 5 {
+		m.Observe(batch)
+	}
+	if s := m.Stats(); s.PendingSamples != 10 || s.DroppedSamples != 15 {
+		t.Fatalf("pending %d, dropped %d; want 10 and 15", s.PendingSamples, s.DroppedSamples)
+	}
+	m.check()
+	m.Observe(batch)
+	if s := m.Stats(); s.PendingSamples != 5 || s.DroppedSamples != 15 {
+		t.Fatalf("after a check: pending %d, dropped %d; want 5 and 15", s.PendingSamples, s.DroppedSamples)
+	}
+}
+
+// TestRulesChangeUnderObserve registers and deletes rules while samples
+// stream in: the pending count stays exact (no sample is kept by a series
+// no longer watched), and the unwatched series never reach a buffer.
+func TestRulesChangeUnderObserve(t *testing.T) {
+	st := newFakeStore("a", "b", "c", "d")
+	m := newTestMonitor(t, st, Options{})
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for g := range 2 {
+		wg.Go(func() {
+			batch := make([]tsdb.Sample, 16)
+			for i := 0; !stop.Load(); i++ {
+				for j := range batch {
+					batch[j] = sample(tsdb.SeriesRef(1+(i+j+g)%5), int64(i), 1)
+				}
+				m.Observe(batch)
+			}
+		})
+	}
+	names := []string{"a", "b", "c", "d"}
+	for i := range 200 {
+		id, err := m.AddRule(names[i%4], query.Sum, 1, 0, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 {
+			m.check()
+		}
+		if i%2 == 1 {
+			if err := m.DeleteRule(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, a := range list(t, m) {
+		m.DeleteRule(a.ID)
+	}
+	stop.Store(true)
+	wg.Wait()
+	if p := m.Stats().PendingSamples; p != 0 || m.idx.Load() != nil {
+		t.Fatalf("no rules left, yet %d samples pending (index %v)", p, m.idx.Load())
+	}
+}
+
+func TestFilter(t *testing.T) {
+	var refs []tsdb.SeriesRef
+	for r := tsdb.SeriesRef(1); r <= 1000; r++ {
+		refs = append(refs, r*3)
+	}
+	ix := derive(nil, refs[:500], nil)
+	ix = derive(ix, refs[500:], nil)          // grows the filter
+	ix = derive(ix, []tsdb.SeriesRef{7}, nil) // same size class: extended in place
+	ix = derive(ix, nil, []tsdb.SeriesRef{3, 7})
+	for _, r := range refs[1:] {
+		if !ix.mayWatch(r) || ix.bufs[r] == nil {
+			t.Fatalf("ref %d lost", r)
+		}
+	}
+	if ix.bufs[3] != nil || ix.bufs[7] != nil {
+		t.Fatal("removed refs still indexed")
+	}
+	fp := 0
+	for r := tsdb.SeriesRef(1_000_000); r < 1_100_000; r++ {
+		if ix.mayWatch(r) {
+			fp++
+		}
+	}
+	if fp > 5000 { // 32+ bits per ref: about 3% expected
+		t.Errorf("filter passes %d of 100000 unwatched refs", fp)
+	}
+}
