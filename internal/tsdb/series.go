@@ -225,3 +225,33 @@ func (x *seriesIndex) namesWithPrefix(prefix string) []string {
 	}
 	return append([]string(nil), names[i:j]...)
 }
+
+// Lookup returns the ref of an existing series.
+func (db *DB) Lookup(name []byte, labels []Label) (SeriesRef, bool) {
+	if s := db.idx.lookup(name, labels); s != nil {
+		return s.ref, true
+	}
+	return 0, false
+}
+
+// RefsByName returns every series with that name, whatever its labels, in
+// creation order. The caller owns the returned slice.
+func (db *DB) RefsByName(name []byte) []SeriesRef {
+	return db.idx.refsByName(name)
+}
+
+// SeriesInfo returns a series' name and labels (sorted by name). The
+// returned labels must not be modified.
+func (db *DB) SeriesInfo(ref SeriesRef) (name string, labels []Label, ok bool) {
+	s := db.idx.get(ref)
+	if s == nil {
+		return "", nil, false
+	}
+	return s.name, s.labels, true
+}
+
+// Names returns the sorted distinct series names that start with prefix.
+// The caller owns the returned slice.
+func (db *DB) Names(prefix string) []string {
+	return db.idx.namesWithPrefix(prefix)
+}

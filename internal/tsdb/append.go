@@ -1,0 +1,213 @@
+package tsdb
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+)
+
+// openSegment creates WAL segment seq and makes it current. Callers hold
+// commitMu or run before the committer starts.
+func (db *DB) openSegment(seq uint64) error {
+	f, err := os.OpenFile(segmentPath(db.walDir, seq), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("create wal segment: %w", err)
+	}
+	if err := syncDir(db.walDir); err != nil {
+		f.Close()
+		return fmt.Errorf("sync wal dir: %w", err)
+	}
+	if db.seg != nil {
+		db.seg.Close()
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	db.seg, db.segSeq, db.segSize = f, seq, st.Size()
+	return nil
+}
+
+// commitLoop is the single WAL committer.
+func (db *DB) commitLoop() {
+	defer db.wg.Done()
+	for {
+		select {
+		case <-db.notify:
+			db.commitOnce()
+		case <-db.quit:
+			for db.commitOnce() {
+			}
+			return
+		}
+	}
+}
+
+// commitOnce writes and fsyncs everything queued, applies it to the head
+// and releases the waiters. It reports whether there was anything.
+func (db *DB) commitOnce() bool {
+	db.qmu.Lock()
+	b := db.cur
+	if len(b.buf) == 0 {
+		db.qmu.Unlock()
+		return false
+	}
+	db.cur = &commitBatch{done: make(chan struct{}), buf: db.spareBuf[:0]}
+	db.spareBuf = nil
+	db.pending = 0
+	db.qmu.Unlock()
+
+	db.commitMu.Lock()
+	err := db.walErr
+	if err == nil {
+		_, err = db.seg.Write(b.buf)
+		if err == nil {
+			err = db.seg.Sync()
+		}
+		if err != nil {
+			err = fmt.Errorf("write wal segment %d: %w", db.segSeq, err)
+			db.walErr = err
+			db.logger.Error("WAL write failed; refusing further writes", "err", err)
+		} else {
+			db.segSize += int64(len(b.buf))
+			db.stats.walBytes.Add(int64(len(b.buf)))
+			db.stats.commits.Add(1)
+			db.applySamples(b.appends)
+			if db.segSize >= walSegmentLimit {
+				if rerr := db.openSegment(db.segSeq + 1); rerr != nil {
+					db.walErr = rerr
+				}
+			}
+		}
+	}
+	db.commitMu.Unlock()
+	b.err = err
+	close(b.done)
+
+	clear(b.appends)
+	if cap(b.buf) <= 16<<20 {
+		db.qmu.Lock()
+		db.spareBuf = b.buf[:0]
+		db.qmu.Unlock()
+	}
+	return true
+}
+
+var encPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// Append adds samples to their series. It returns only after the samples
+// are durable in the WAL (fsync'd by the group committer); they are then
+// readable by Scan. Samples may be in any time order, and duplicates are
+// kept. It returns ErrOverloaded at once when too many samples are queued,
+// ErrUnknownSeries for a ref GetOrCreate never returned, and ErrClosed after
+// Close. Append does not keep samples after it returns.
+func (db *DB) Append(samples []Sample) error {
+	if len(samples) == 0 {
+		return nil
+	}
+	if err := db.waitHeadRoom(); err != nil {
+		return err
+	}
+	n := SeriesRef(db.idx.len())
+	for _, s := range samples {
+		if s.Ref == 0 || s.Ref > n {
+			return fmt.Errorf("%w: %d", ErrUnknownSeries, s.Ref)
+		}
+	}
+	bp := encPool.Get().(*[]byte)
+	rec := appendSamplesRecord((*bp)[:0], samples)
+	db.qmu.Lock()
+	if db.closed {
+		db.qmu.Unlock()
+		encPool.Put(bp)
+		return ErrClosed
+	}
+	if db.pending > 0 && db.pending+len(samples) > db.opts.MaxPending {
+		db.qmu.Unlock()
+		encPool.Put(bp)
+		return ErrOverloaded
+	}
+	b := db.cur
+	b.buf = append(b.buf, rec...)
+	b.appends = append(b.appends, samples)
+	db.pending += len(samples)
+	db.qmu.Unlock()
+	if cap(rec) <= 1<<20 {
+		*bp = rec
+		encPool.Put(bp)
+	}
+	select {
+	case db.notify <- struct{}{}:
+	default:
+	}
+	<-b.done
+	if b.err == nil {
+		db.stats.appended.Add(int64(len(samples)))
+	}
+	return b.err
+}
+
+// headRoomWait bounds how long Append waits for a flush to make room.
+var headRoomWait = 5 * time.Second
+
+// waitHeadRoom waits while the active head holds 4 x FlushSamples or more.
+func (db *DB) waitHeadRoom() error {
+	limit := 4 * int64(db.opts.FlushSamples)
+	if db.headSamples.Load() < limit {
+		return nil
+	}
+	timer := time.NewTimer(headRoomWait)
+	defer timer.Stop()
+	for {
+		db.roomMu.Lock()
+		ch := db.roomCh
+		db.roomMu.Unlock()
+		if db.headSamples.Load() < limit {
+			return nil
+		}
+		select {
+		case db.flushCh <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return ErrOverloaded
+		case <-db.quit:
+			return ErrClosed
+		}
+	}
+}
+
+// GetOrCreate returns the ref of the series with this name and labels,
+// creating it if needed. It does not allocate when the series exists. A new
+// series is written to the WAL before any sample that references it.
+func (db *DB) GetOrCreate(name []byte, labels []Label) (SeriesRef, error) {
+	if s := db.idx.lookup(name, labels); s != nil {
+		return s.ref, nil
+	}
+	if len(name) == 0 {
+		return 0, errors.New("tsdb: empty series name")
+	}
+	ls := append([]Label(nil), labels...)
+	sortLabels(ls)
+	db.idx.mu.Lock()
+	defer db.idx.mu.Unlock()
+	db.qmu.Lock()
+	defer db.qmu.Unlock()
+	if db.closed {
+		return 0, ErrClosed
+	}
+	s, created := db.idx.addLocked(SeriesRef(len(db.idx.byRef)+1), string(name), ls)
+	if created {
+		db.cur.buf = appendSeriesRecord(db.cur.buf, s.ref, s.name, s.labels)
+		select {
+		case db.notify <- struct{}{}:
+		default:
+		}
+	}
+	return s.ref, nil
+}
