@@ -148,11 +148,10 @@ func (m *Monitor) history(from, to, id int64, limit int) ([]byte, error) {
 		c := tx.Bucket(bucketHistory).Cursor()
 		var k, v []byte
 		if to > 0 {
-			k, v = c.Seek(histKey(to, 0))
-			if k == nil {
+			if k, _ = c.Seek(histKey(to, 0)); k == nil {
 				k, v = c.Last()
 			} else {
-				k, v = c.Prev()
+				k, v = c.Prev() // the newest entry before to
 			}
 		} else {
 			k, v = c.Last()
