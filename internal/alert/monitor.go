@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 	"sort"
 	"sync"
@@ -218,6 +219,10 @@ func New(opts Options) (*Monitor, error) {
 		backoff0:   500 * time.Millisecond,
 	}
 	for _, u := range opts.Webhooks {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return nil, fmt.Errorf("alert webhook %q is not an http:// or https:// URL (check --alert-webhook)", u)
+		}
 		m.hooks = append(m.hooks, newWebhook(u, opts.WebhookQueue))
 	}
 	if err := m.load(); err != nil {

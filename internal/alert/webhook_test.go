@@ -236,3 +236,14 @@ func TestSlowSubscriber(t *testing.T) {
 		t.Fatalf("fast subscriber got %d of 5; drops %d, want 3", got, m.Stats().SubscriberDrops)
 	}
 }
+
+func TestBadWebhookURL(t *testing.T) {
+	db := openDB(t, t.TempDir()+"/meta.db")
+	defer db.Close()
+	for _, u := range []string{"localhost:9093", "ftp://x/y", "http://", "::"} {
+		_, err := New(Options{DB: db, Refs: newFakeStore().Refs, Webhooks: []string{u}})
+		if err == nil {
+			t.Errorf("webhook %q accepted", u)
+		}
+	}
+}
