@@ -255,3 +255,42 @@ func TestConcurrentScanFlushMerge(t *testing.T) {
 		t.Errorf("no flush or merge ran: %+v", st)
 	}
 }
+
+func TestPostings(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir, nil)
+	mk := func(name string, ls ...Label) SeriesRef {
+		ref, err := db.GetOrCreate([]byte(name), ls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	a := mk("up", Label{"job", "api"}, Label{"host", "a"})
+	b := mk("up", Label{"job", "db"}, Label{"host", "a"})
+	c := mk("load", Label{"host", "b"})
+	mk("plain")
+	check := func(db *DB) {
+		t.Helper()
+		if got, want := fmt.Sprint(db.Postings("host", "a")), fmt.Sprint([]SeriesRef{a, b}); got != want {
+			t.Errorf("host=a: %s, want %s", got, want)
+		}
+		if got, want := fmt.Sprint(db.Postings("host", "b")), fmt.Sprint([]SeriesRef{c}); got != want {
+			t.Errorf("host=b: %s, want %s", got, want)
+		}
+		if got := db.Postings("job", "nope"); len(got) != 0 {
+			t.Errorf("job=nope: %v", got)
+		}
+		if got := fmt.Sprint(db.LabelValues("job")); got != "[api db]" {
+			t.Errorf("job values: %s", got)
+		}
+		if got := fmt.Sprint(db.Names("")); got != "[load plain up]" {
+			t.Errorf("names: %s", got)
+		}
+	}
+	check(db)
+	db.Close()
+	db = openTest(t, dir, nil)
+	defer db.Close()
+	check(db)
+}

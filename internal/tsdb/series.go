@@ -53,10 +53,12 @@ type seriesIndex struct {
 	byName map[string]*nameEntry
 	byRef  []*memSeries // ref-1 -> series; append-only
 	names  []string     // sorted names, nil when stale
+	// postings: label name -> label value -> refs, ascending
+	postings map[string]map[string][]SeriesRef
 }
 
 func newSeriesIndex() *seriesIndex {
-	return &seriesIndex{byName: make(map[string]*nameEntry)}
+	return &seriesIndex{byName: make(map[string]*nameEntry), postings: make(map[string]map[string][]SeriesRef)}
 }
 
 // labelsSorted reports whether labels are sorted by name.
@@ -161,6 +163,14 @@ func (x *seriesIndex) addLocked(ref SeriesRef, name string, labels []Label) (*me
 		e.byLabels[key] = s
 	}
 	e.refs = append(e.refs, ref)
+	for _, l := range labels {
+		vals := x.postings[l.Name]
+		if vals == nil {
+			vals = make(map[string][]SeriesRef)
+			x.postings[l.Name] = vals
+		}
+		vals[l.Value] = insertRef(vals[l.Value], ref)
+	}
 	for int(ref) > len(x.byRef) {
 		x.byRef = append(x.byRef, nil)
 	}
@@ -199,6 +209,18 @@ func (x *seriesIndex) refsByName(name []byte) []SeriesRef {
 		return nil
 	}
 	return append([]SeriesRef(nil), e.refs...)
+}
+
+// insertRef adds ref to an ascending list (refs mostly come in order).
+func insertRef(refs []SeriesRef, ref SeriesRef) []SeriesRef {
+	i := len(refs)
+	for i > 0 && refs[i-1] > ref {
+		i--
+	}
+	refs = append(refs, 0)
+	copy(refs[i+1:], refs[i:])
+	refs[i] = ref
+	return refs
 }
 
 func (x *seriesIndex) namesWithPrefix(prefix string) []string {
@@ -254,4 +276,26 @@ func (db *DB) SeriesInfo(ref SeriesRef) (name string, labels []Label, ok bool) {
 // The caller owns the returned slice.
 func (db *DB) Names(prefix string) []string {
 	return db.idx.namesWithPrefix(prefix)
+}
+
+// Postings returns the refs of every series with the label name=value, in
+// ascending order. The caller owns the returned slice.
+func (db *DB) Postings(name, value string) []SeriesRef {
+	x := db.idx
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return append([]SeriesRef(nil), x.postings[name][value]...)
+}
+
+// LabelValues returns the sorted distinct values of label name.
+func (db *DB) LabelValues(name string) []string {
+	x := db.idx
+	x.mu.RLock()
+	vals := make([]string, 0, len(x.postings[name]))
+	for v := range x.postings[name] {
+		vals = append(vals, v)
+	}
+	x.mu.RUnlock()
+	sort.Strings(vals)
+	return vals
 }
