@@ -183,5 +183,8 @@ func benchFlush(b *testing.B, addr string, n int) {
 
 func BenchmarkFlush10k(b *testing.B) {
 	srv := newFakeServer(b)
+	srv.mu.Lock()
+	srv.count = true
+	srv.mu.Unlock()
 	benchFlush(b, srv.addr, 10_000)
 }

@@ -24,6 +24,8 @@ type fakeServer struct {
 	seen  int      // lines read
 	dials int
 	hook  func(n int, line string) action // n counts lines read, from 1
+	count bool                            // count acknowledged lines instead of recording them
+	acked int
 	wg    sync.WaitGroup
 }
 
@@ -144,7 +146,11 @@ func (f *fakeServer) serve(conn net.Conn) {
 				bw.WriteString("400 Bad Request -- Available commands: ['LOG', 'QUERY', 'NEW-ALERT']\n")
 			} else {
 				f.mu.Lock()
-				f.got = append(f.got, line)
+				if f.count {
+					f.acked++
+				} else {
+					f.got = append(f.got, line)
+				}
 				f.mu.Unlock()
 				bw.WriteString("201 Metric Inserted\n")
 			}

@@ -374,8 +374,12 @@ func (s *sender) readReplies(conn net.Conn, batch []point, window chan struct{})
 	}()
 	timeout := s.c.opts.ReadTimeout
 	for i := range batch {
-		if err := conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-			return i, err
+		// A reply already buffered needs no deadline: only a read that
+		// may block does.
+		if next, _ := s.br.Peek(s.br.Buffered()); bytes.IndexByte(next, '\n') < 0 {
+			if err := conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+				return i, err
+			}
 		}
 		line, err := s.br.ReadSlice('\n')
 		if err != nil {
