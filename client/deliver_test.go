@@ -482,3 +482,34 @@ func TestGraphite(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+func TestBackoff(t *testing.T) {
+	c, _ := newManualClient(t, &Options{Period: time.Hour, MaxBackoff: 5 * time.Hour})
+	for n, want := range map[int]time.Duration{1: time.Hour, 2: 2 * time.Hour, 3: 4 * time.Hour, 4: 5 * time.Hour, 1000: 5 * time.Hour} {
+		if got := c.sender.backoff(n); got != want {
+			t.Errorf("backoff(%d) = %v, want %v", n, got, want)
+		}
+	}
+}
+
+func TestBusyShrinksWindow(t *testing.T) {
+	srv := newFakeServer(t)
+	var busy atomic.Int32
+	srv.setHook(func(n int, line string) action {
+		if busy.Add(1) <= 3 {
+			return action{reply: "503 The server is busy, try again later", close: true}
+		}
+		return action{}
+	})
+	c := newTestClient(t, srv.addr, Options{MaxInFlight: 64})
+	c.Counter("a").Inc()
+	flush(t, c, 10*time.Second)
+	// Three 503s halve the window to 8; the success then grows it by a
+	// quarter plus one.
+	if w := c.sender.window; w != 11 {
+		t.Errorf("window %d after three 503s and a success, want 11", w)
+	}
+	if st := c.Stats(); st.Failures != 3 || st.Delivered != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}

@@ -34,6 +34,11 @@ type sender struct {
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	batch []point
+	// window is the number of LOG lines let in flight, at most
+	// MaxInFlight: halved when the server answers 503 busy (its bound on
+	// requests in flight may be lower than ours), grown back a quarter at
+	// a time by attempts that succeed.
+	window int
 
 	mu         sync.Mutex
 	delivered  uint64
@@ -61,6 +66,7 @@ func newSender(c *Client) *sender {
 		cancel: cancel,
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
+		window: c.opts.MaxInFlight,
 		br:     bufio.NewReaderSize(nil, 4096),
 		bw:     bufio.NewWriterSize(nil, 64<<10),
 	}
@@ -185,11 +191,11 @@ func (s *sender) run() {
 // backoff returns the delay before the attempt after the n-th failure in a
 // row, before jitter.
 func (s *sender) backoff(n int) time.Duration {
-	p, limit := s.c.opts.Period, s.c.opts.MaxBackoff
-	if n > 30 || p<<(n-1) > limit {
-		return limit
+	d, limit := s.c.opts.Period, s.c.opts.MaxBackoff
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
 	}
-	return p << (n - 1)
+	return min(d, limit)
 }
 
 // deliver sends everything held, in rounds of at most maxBatch points,
@@ -256,7 +262,11 @@ func (s *sender) sendNative(batch []point) error {
 		if n > 0 {
 			s.c.backlog.forget(batch[n-1].seq)
 		}
+		if errors.Is(err, ErrBusy) {
+			s.window = max(1, s.window/2)
+		}
 		if err == nil {
+			s.window = min(s.c.opts.MaxInFlight, s.window+s.window/4+1)
 			return nil
 		}
 		s.closeConn()
@@ -267,14 +277,14 @@ func (s *sender) sendNative(batch []point) error {
 }
 
 // pipeline writes a LOG line per point on the open connection while
-// reading the replies, with at most MaxInFlight lines unanswered. It
+// reading the replies, with at most s.window lines unanswered. It
 // returns how many points were answered, in order, and the first error.
 func (s *sender) pipeline(batch []point) (int, error) {
 	conn := s.conn
 	stopAbort := context.AfterFunc(s.ctx, func() { conn.Close() })
 	defer stopAbort()
 
-	window := make(chan struct{}, s.c.opts.MaxInFlight)
+	window := make(chan struct{}, s.window)
 	stop := make(chan struct{})
 	werr := make(chan writeResult, 1)
 	go s.writeLines(conn, batch, window, stop, werr)
