@@ -38,10 +38,11 @@ func appendValue(dst []byte, v float64) []byte {
 // appendTimestamp appends Unix milliseconds ms as Unix seconds: an integer
 // when whole, else with up to three decimals ("1700000000.5").
 func appendTimestamp(dst []byte, ms int64) []byte {
-	sec, frac := ms/1000, ms%1000
-	if frac < 0 {
-		sec, frac = sec-1, frac+1000
+	if ms < 0 {
+		dst = append(dst, '-')
+		ms = -ms
 	}
+	sec, frac := ms/1000, ms%1000
 	dst = strconv.AppendInt(dst, sec, 10)
 	if frac == 0 {
 		return dst

@@ -5,6 +5,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // MaxNameLen is the longest series name the native protocol accepts, in
@@ -39,7 +41,8 @@ func newNamer(prefix string, subs Substitutions) func(string) string {
 }
 
 // validName reports why name cannot be a series name, or nil: it must be
-// 1 to 255 bytes with no whitespace or control characters.
+// 1 to 255 bytes of UTF-8 with no whitespace or control characters (C0,
+// DEL or C1), as vigia's native protocol requires.
 func validName(name string) error {
 	if name == "" {
 		return fmt.Errorf("metric name is empty")
@@ -47,8 +50,11 @@ func validName(name string) error {
 	if len(name) > MaxNameLen {
 		return fmt.Errorf("metric name %.40q... is %d bytes, more than %d", name, len(name), MaxNameLen)
 	}
-	for i := 0; i < len(name); i++ {
-		if b := name[i]; b <= ' ' || b == 0x7f {
+	if !utf8.ValidString(name) {
+		return fmt.Errorf("metric name %q is not valid UTF-8", name)
+	}
+	for i, r := range name {
+		if r <= ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f) || unicode.IsSpace(r) {
 			return fmt.Errorf("metric name %q holds whitespace or a control character at byte %d", name, i)
 		}
 	}

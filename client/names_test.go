@@ -1,6 +1,7 @@
 package client
 
 import (
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -48,6 +49,9 @@ func TestMetricNames(t *testing.T) {
 		{"empty", func() { c.Gauge("") }},
 		{"space", func() { c.Gauge("a b") }},
 		{"control", func() { c.Gauge("a\nb") }},
+		{"C1 control", func() { c.Gauge("a\u0085b") }},
+		{"no-break space", func() { c.Gauge("a\u00a0b") }},
+		{"bad UTF-8", func() { c.Gauge("a\xffb") }},
 		{"too long", func() { c.Gauge(strings.Repeat("x", 251)) }},
 		{"long histogram series", func() { c.Histogram(strings.Repeat("x", 245)) }},
 		{"kind mismatch", func() { c.Gauge("hits") }},
@@ -85,7 +89,7 @@ func TestEncode(t *testing.T) {
 		{point{name: "a.b", v: 0.5, ts: 1_700_000_000_500}, "LOG a.b 0.5 1700000000.5\n", "a.b 0.5 1700000000.5\n"},
 		{point{name: "x", v: -2.25, ts: 1_700_000_000_010}, "LOG x -2.25 1700000000.01\n", "x -2.25 1700000000.01\n"},
 		{point{name: "x", v: 1e20, ts: 1_700_000_000_123}, "LOG x 1e+20 1700000000.123\n", "x 1e+20 1700000000.123\n"},
-		{point{name: "x", v: 1e-7, ts: -1500}, "LOG x 1e-07 -2.5\n", "x 1e-07 -2.5\n"},
+		{point{name: "x", v: 1e-7, ts: -1500}, "LOG x 1e-07 -1.5\n", "x 1e-07 -1.5\n"},
 		{point{name: "x", v: 123456789012, ts: 0}, "LOG x 123456789012 0\n", "x 123456789012 0\n"},
 	}
 	for _, tt := range tests {
@@ -140,4 +144,32 @@ func TestGetDeleteSnapshot(t *testing.T) {
 	if got := points(c.Snapshot()); len(got) != 2 || got[0].name != "a" || got[1].name != "a.b" {
 		t.Errorf("after Delete: %v", got)
 	}
+}
+
+// FuzzEncode checks that every LOG line parses back to its point: four
+// fields, the value exactly, the timestamp to the millisecond.
+func FuzzEncode(f *testing.F) {
+	f.Add("a.b", 3.0, int64(1_700_000_000_000))
+	f.Add("x", 0.1, int64(1_700_000_000_500))
+	f.Add("x", -1e-300, int64(-1))
+	f.Add("x", 1e300, int64(999))
+	f.Add("x", 123456789012345.0, int64(0))
+	f.Fuzz(func(t *testing.T, name string, v float64, ms int64) {
+		if validName(name) != nil || math.IsNaN(v) || math.IsInf(v, 0) || ms > 1<<50 || ms < -(1<<50) {
+			t.Skip()
+		}
+		line := string(appendLog(nil, &point{name: name, v: v, ts: ms}))
+		f := strings.Split(strings.TrimSuffix(line, "\n"), " ")
+		if len(f) != 4 || f[0] != "LOG" || f[1] != name || !strings.HasSuffix(line, "\n") {
+			t.Fatalf("line %q", line)
+		}
+		got, err := strconv.ParseFloat(f[2], 64)
+		if err != nil || got != v {
+			t.Fatalf("value %q from %v: %v", f[2], v, err)
+		}
+		ts, err := strconv.ParseFloat(f[3], 64)
+		if _, frac, _ := strings.Cut(f[3], "."); err != nil || len(frac) > 3 || int64(math.Round(ts*1000)) != ms {
+			t.Fatalf("timestamp %q from %d ms: %v", f[3], ms, err)
+		}
+	})
 }

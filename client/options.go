@@ -112,7 +112,9 @@ type Options struct {
 	// at least Period.
 	MaxBackoff time.Duration
 	// MaxInFlight bounds the LOG lines written and not yet acknowledged on
-	// the connection. Default 1024.
+	// the connection. The sender halves its own bound each time the server
+	// answers 503 busy and grows it back as deliveries succeed. Default
+	// 1024.
 	MaxInFlight int
 
 	// Prefix is prepended to every metric name, the library's own
