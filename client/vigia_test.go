@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,9 @@ var vigiaBuild struct {
 	dir  string
 	bin  string
 	err  error
+	// extraArgs are added to every "vigia server" command line.
+	extraArgs []string
+	extraOnce sync.Once
 }
 
 func TestMain(m *testing.M) {
@@ -61,6 +65,7 @@ func vigiaBinary(t testing.TB) string {
 	if vigiaBuild.err != nil {
 		t.Skipf("no vigia binary: %v", vigiaBuild.err)
 	}
+	vigiaBuild.extraOnce.Do(func() { vigiaBuild.extraArgs = vigiaExtraArgs(vigiaBuild.bin) })
 	return vigiaBuild.bin
 }
 
@@ -120,7 +125,7 @@ func (s *vigiaServer) start() {
 	}
 	defer logf.Close()
 	cmd := exec.Command(s.bin, "server", "--data-dir", s.dataDir, "--native-addr", s.addr, "--http-addr", "off")
-	cmd.Args = append(cmd.Args, vigiaExtraArgs()...)
+	cmd.Args = append(cmd.Args, vigiaBuild.extraArgs...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
@@ -155,14 +160,26 @@ func (s *vigiaServer) kill() {
 	s.cmd = nil
 }
 
-// vigiaExtraArgs turns off the server's listeners that would otherwise
-// take fixed default ports.
-func vigiaExtraArgs() []string {
-	if a := os.Getenv("VIGIA_TEST_ARGS"); a != "" {
+// vigiaExtraArgs turns off the server's other listeners (every --*-addr
+// flag its help lists besides --native-addr and --http-addr), which would
+// otherwise take fixed default ports. $VIGIA_TEST_ARGS replaces them.
+func vigiaExtraArgs(bin string) []string {
+	if a, ok := os.LookupEnv("VIGIA_TEST_ARGS"); ok {
 		return strings.Fields(a)
 	}
-	return nil
+	help, _ := exec.Command(bin, "server", "--help").CombinedOutput()
+	var args []string
+	seen := map[string]bool{"native-addr": true, "http-addr": true}
+	for _, m := range addrFlag.FindAllStringSubmatch(string(help), -1) {
+		if !seen[m[1]] {
+			seen[m[1]] = true
+			args = append(args, "--"+m[1], "off")
+		}
+	}
+	return args
 }
+
+var addrFlag = regexp.MustCompile(`-{1,2}([a-z][a-z0-9-]*-addr)\b`)
 
 // query sends one native request to the server and returns the values of
 // its "200 [...]" reply.
@@ -231,4 +248,19 @@ func TestOutageVigia(t *testing.T) {
 func BenchmarkFlush10kVigia(b *testing.B) {
 	srv := startVigia(b)
 	benchFlush(b, srv.addr, 10_000)
+}
+
+func TestVigiaExtraArgs(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "vigia")
+	script := "#!/bin/sh\necho '  --native-addr string'\necho '  -graphite-addr string (default 127.0.0.1:2003)'\n" +
+		"echo '  --http-addr string'\necho '  --syslog-addr string'\necho '  --graphite-addr again'\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VIGIA_TEST_ARGS", "")
+	os.Unsetenv("VIGIA_TEST_ARGS")
+	got := strings.Join(vigiaExtraArgs(bin), " ")
+	if want := "--graphite-addr off --syslog-addr off"; got != want {
+		t.Errorf("extra args %q, want %q", got, want)
+	}
 }
