@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"slices"
@@ -511,5 +512,43 @@ func TestBusyShrinksWindow(t *testing.T) {
 	}
 	if st := c.Stats(); st.Failures != 3 || st.Delivered != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestGraphiteKeepsWhatWasNotWritten(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // down
+	c := newTestClient(t, addr, Options{Protocol: Graphite})
+	c.Counter("a").Inc()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := c.Flush(ctx); err == nil {
+		t.Fatal("Flush succeeded with the server down")
+	}
+	if held := len(c.Get("a")); held != 1 {
+		t.Fatalf("held %d points after a refused connection, want 1", held)
+	}
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		b, _ := io.ReadAll(conn)
+		got <- string(b)
+	}()
+	flush(t, c, 5*time.Second)
+	if line := <-got; !strings.HasPrefix(line, "a 1 ") {
+		t.Errorf("server got %q", line)
 	}
 }
