@@ -324,8 +324,7 @@ func (db *DB) archiveDays(drop []*part, cutoff [numKinds]int64) ([]*part, error)
 		clear(ids)
 		for _, k := range kinds {
 			pk := partKey{k, floorDiv(day*dayMillis, kindBucket[k])}
-			id := db.nextID
-			db.nextID++
+			id := db.allocID()
 			w, err := createPart(db.partPath(k, pk.bucket, id))
 			if err != nil {
 				abort()

@@ -164,11 +164,14 @@ type DB struct {
 	published  uint64
 	archivedTo int64 // windows before this are served from archives
 
-	// flushMu serializes flushes, merges and retention (manifest writers).
+	// flushMu serializes the changes of the part set and the manifest:
+	// flushes hold it throughout, merges and retention (serialized by
+	// mergeMu) only while they pick their inputs and while they commit.
 	flushMu  sync.Mutex
+	mergeMu  sync.Mutex
 	flushGen uint64
-	walCut   uint64 // first WAL segment not covered by parts
-	nextID   uint64 // next part id
+	walCut   uint64        // first WAL segment not covered by parts
+	nextID   atomic.Uint64 // next part id
 	seriesN  int    // series persisted in the series file
 	seriesF  *os.File
 
@@ -312,6 +315,9 @@ func (db *DB) recover() error {
 		"duration", time.Since(start).Round(time.Millisecond))
 	return nil
 }
+
+// allocID returns a new part id.
+func (db *DB) allocID() uint64 { return db.nextID.Add(1) - 1 }
 
 // Stats returns the store's counters.
 func (db *DB) Stats() Stats {

@@ -234,8 +234,7 @@ func (db *DB) writeFrozen(frozen []*memSeries) ([]*part, error) {
 		if w := writers[k]; w != nil {
 			return w, nil
 		}
-		id := db.nextID
-		db.nextID++
+		id := db.allocID()
 		w, err := createPart(db.partPath(k.kind, k.bucket, id))
 		if err != nil {
 			return nil, err

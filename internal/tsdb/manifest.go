@@ -133,7 +133,7 @@ func dayOf(t int64) int64 {
 
 // writeManifest persists the given part list and WAL cut. Callers hold flushMu.
 func (db *DB) writeManifest(parts []*part, walCut uint64, archivedTo int64) error {
-	m := manifest{walCut: walCut, nextID: db.nextID, archivedTo: archivedTo}
+	m := manifest{walCut: walCut, nextID: db.nextID.Load(), archivedTo: archivedTo}
 	for _, p := range parts {
 		m.parts = append(m.parts, manifestEntry{kind: p.kind, bucket: p.bucket, id: p.id, seq: p.seq})
 	}
@@ -146,7 +146,7 @@ func (db *DB) writeManifest(parts []*part, walCut uint64, archivedTo int64) erro
 // loadManifest opens the parts the manifest names and removes part files it
 // does not name (left by a flush or merge that did not finish).
 func (db *DB) loadManifest() error {
-	db.nextID = 1
+	db.nextID.Store(1)
 	db.archivedTo = math.MinInt64
 	b, err := os.ReadFile(filepath.Join(db.dir, manifestName))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -159,7 +159,8 @@ func (db *DB) loadManifest() error {
 	if err != nil {
 		return err
 	}
-	db.walCut, db.nextID, db.archivedTo = m.walCut, m.nextID, m.archivedTo
+	db.walCut, db.archivedTo = m.walCut, m.archivedTo
+	db.nextID.Store(m.nextID)
 	live := map[string]bool{}
 	var parts []*part
 	for _, e := range m.parts {

@@ -61,8 +61,9 @@ func pickMerge(day []*part) []*part {
 // mergeOnce merges one run of parts chosen by pickMerge in the first
 // partition that has one. It reports whether it merged anything.
 func (db *DB) mergeOnce() (bool, error) {
+	db.mergeMu.Lock()
+	defer db.mergeMu.Unlock()
 	db.flushMu.Lock()
-	defer db.flushMu.Unlock()
 	parts := db.parts.parts
 	var best []*part
 	for i := 0; i < len(parts) && best == nil; {
@@ -73,14 +74,20 @@ func (db *DB) mergeOnce() (bool, error) {
 		best = pickMerge(parts[i:j])
 		i = j
 	}
+	db.flushMu.Unlock()
 	if best == nil {
 		return false, nil
 	}
+	// The inputs stay in the part set meanwhile: only merges and retention
+	// remove parts, and they hold mergeMu. Flushes may add parts.
 	start := time.Now()
 	merged, err := db.mergeParts(best)
 	if err != nil {
 		return false, err
 	}
+	db.flushMu.Lock()
+	defer db.flushMu.Unlock()
+	parts = db.parts.parts
 	all := make([]*part, 0, len(parts)-len(best)+1)
 	for _, p := range parts {
 		if !slices.Contains(best, p) {
@@ -112,8 +119,7 @@ func (db *DB) mergeOnce() (bool, error) {
 // equal timestamps, samples of an earlier part come first.
 func (db *DB) mergeParts(in []*part) (*part, error) {
 	k := partKey{in[0].kind, in[0].bucket}
-	id := db.nextID
-	db.nextID++
+	id := db.allocID()
 	w, err := createPart(db.partPath(k.kind, k.bucket, id))
 	if err != nil {
 		return nil, err
@@ -148,26 +154,24 @@ func (db *DB) mergeParts(in []*part) (*part, error) {
 // RawRetention, folding them into the archives first, and the archive
 // partitions past their own retention.
 func (db *DB) applyRetention() error {
-	db.flushMu.Lock()
-	defer db.flushMu.Unlock()
+	db.mergeMu.Lock()
+	defer db.mergeMu.Unlock()
 	now := db.opts.Now()
 	var cutoff [numKinds]int64
 	for k := range cutoff {
 		cutoff[k] = floorDiv(now.Add(-db.opts.retention(uint8(k))).UnixMilli(), kindBucket[k])
 	}
-	parts := db.parts.parts
-	var keep, drop, rawDrop []*part
-	for _, p := range parts {
-		switch {
-		case p.bucket >= cutoff[p.kind]:
-			keep = append(keep, p)
-		case p.kind == kindRaw:
-			rawDrop = append(rawDrop, p)
+	db.flushMu.Lock()
+	var drop, rawDrop []*part
+	for _, p := range db.parts.parts {
+		if p.bucket < cutoff[p.kind] {
 			drop = append(drop, p)
-		default:
-			drop = append(drop, p)
+			if p.kind == kindRaw {
+				rawDrop = append(rawDrop, p)
+			}
 		}
 	}
+	db.flushMu.Unlock()
 	if len(drop) == 0 {
 		return nil
 	}
@@ -175,6 +179,14 @@ func (db *DB) applyRetention() error {
 	archived, err := db.archiveDays(rawDrop, cutoff)
 	if err != nil {
 		return fmt.Errorf("archive raw days: %w", err)
+	}
+	db.flushMu.Lock()
+	defer db.flushMu.Unlock()
+	var keep []*part
+	for _, p := range db.parts.parts {
+		if !slices.Contains(drop, p) {
+			keep = append(keep, p)
+		}
 	}
 	keep = append(keep, archived...)
 	sortParts(keep)
