@@ -172,7 +172,7 @@ type DB struct {
 	flushGen uint64
 	walCut   uint64        // first WAL segment not covered by parts
 	nextID   atomic.Uint64 // next part id
-	seriesN  int    // series persisted in the series file
+	seriesN  int           // series persisted in the series file
 	seriesF  *os.File
 
 	flushCh chan struct{}
