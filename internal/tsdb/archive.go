@@ -335,6 +335,9 @@ func (db *DB) archiveDays(drop []*part, cutoff [numKinds]int64) ([]*part, error)
 			keys[key{k, day}] = pk
 		}
 		err := mergeSeries(in, st, func(ref SeriesRef, ts []int64, vs []float64) error {
+			if db.stopping() {
+				return errStopped
+			}
 			e := blockExponent(vs)
 			for _, k := range kinds {
 				agg.reset(kindRes[k])

@@ -335,7 +335,7 @@ func (db *DB) backgroundLoop() {
 			db.backgroundFlush()
 		case <-mergeT.C:
 		}
-		if err := db.applyRetention(); err != nil {
+		if err := db.applyRetention(); err != nil && !errors.Is(err, errStopped) {
 			db.logger.Error("retention failed", "err", err)
 		}
 		for {
@@ -345,7 +345,7 @@ func (db *DB) backgroundLoop() {
 			default:
 			}
 			merged, err := db.mergeOnce()
-			if err != nil {
+			if err != nil && !errors.Is(err, errStopped) {
 				db.logger.Error("merge failed", "err", err)
 			}
 			if !merged || err != nil {

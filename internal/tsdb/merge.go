@@ -1,6 +1,7 @@
 package tsdb
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -11,6 +12,19 @@ const (
 	mergeMaxParts = 8  // and at most this many at once
 	mergeForce    = 16 // beyond this many parts, merge whatever the sizes
 )
+
+// errStopped ends a merge or retention pass when Close begins.
+var errStopped = errors.New("tsdb: stopping")
+
+// stopping reports whether Close has begun stopping background work.
+func (db *DB) stopping() bool {
+	select {
+	case <-db.bgQuit:
+		return true
+	default:
+		return false
+	}
+}
 
 // pickMerge chooses the parts of one partition (in sequence order) to merge:
 // the cheapest contiguous run, as long as possible, in which no part is
@@ -125,11 +139,19 @@ func (db *DB) mergeParts(in []*part) (*part, error) {
 		return nil, err
 	}
 	if k.kind == kindRaw {
-		err = mergeSeries(in, new(scanState), w.addSeries)
+		err = mergeSeries(in, new(scanState), func(ref SeriesRef, ts []int64, vs []float64) error {
+			if db.stopping() {
+				return errStopped
+			}
+			return w.addSeries(ref, ts, vs)
+		})
 	} else {
 		var enc blockEncoder
 		var times []int64
 		err = mergeArchiveSeries(in, func(ref SeriesRef, pts []Aggregate, lastT []int64) error {
+			if db.stopping() {
+				return errStopped
+			}
 			times = times[:0]
 			for _, p := range pts {
 				times = append(times, p.T)
