@@ -300,3 +300,32 @@ func BenchmarkReplay10M(b *testing.B) {
 	}
 	b.ReportMetric(float64(walBytes)/float64(nseries*npoints), "wal-bytes/sample")
 }
+
+// BenchmarkAppendSingle measures one-sample Appends from many concurrent
+// callers (a LOG per connection), all sharing group commits.
+func BenchmarkAppendSingle(b *testing.B) {
+	db := openTest(b, b.TempDir(), &Options{Logger: testOpts().Logger, FlushSamples: 1 << 30})
+	defer func() { b.StopTimer(); db.Close() }()
+	refs := make([]SeriesRef, 1000)
+	for i := range refs {
+		refs[i], _ = db.GetOrCreate([]byte(fmt.Sprintf("s%d", i)), nil)
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetBytes(16)
+	b.SetParallelism(64)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var ss [1]Sample
+		for pb.Next() {
+			i := next.Add(1)
+			ss[0] = Sample{refs[i%1000], i, 1.5}
+			if err := db.Append(ss[:]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "samples/s")
+	b.ReportMetric(float64(b.N)/float64(db.Stats().Commits), "samples/commit")
+}
