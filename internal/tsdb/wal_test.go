@@ -1,11 +1,14 @@
 package tsdb
 
 import (
+	"bytes"
 	"errors"
 	"flag"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -186,8 +189,9 @@ func TestWALTornTailAtEveryCut(t *testing.T) {
 	}
 }
 
-// fixtureTest opens a data dir whose only WAL segment is the fixture.
-func openFixture(t *testing.T, fixture string) (*DB, string, error) {
+// openFixture opens a data dir whose only WAL segment is the fixture,
+// logging into log.
+func openFixture(t *testing.T, fixture string, log *bytes.Buffer) (*DB, string, error) {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("testdata", fixture))
 	if err != nil {
@@ -199,7 +203,7 @@ func openFixture(t *testing.T, fixture string) (*DB, string, error) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	db, err := Open(dir, testOpts())
+	db, err := Open(dir, &Options{Logger: slog.New(slog.NewTextHandler(log, nil))})
 	return db, path, err
 }
 
@@ -219,9 +223,15 @@ func TestWALFixtures(t *testing.T) {
 	}
 	for _, fixture := range []string{"wal-torn-record.wal", "wal-bad-checksum.wal"} {
 		t.Run(fixture, func(t *testing.T) {
-			db, path, err := openFixture(t, fixture)
+			var log bytes.Buffer
+			db, path, err := openFixture(t, fixture, &log)
 			if err != nil {
 				t.Fatal(err)
+			}
+			for _, want := range []string{"truncating torn WAL tail", "wal_records=4", "wal_samples=30", "duration="} {
+				if !strings.Contains(log.String(), want) {
+					t.Errorf("log lacks %q:\n%s", want, log.String())
+				}
 			}
 			defer db.Close()
 			if got := countSamples(t, db); got != 30 {
