@@ -28,17 +28,23 @@ func benchClient(b *testing.B) *Client {
 // contended runs f b.N times split across 2 goroutines.
 func contended(b *testing.B, f func(i int)) {
 	b.ReportAllocs()
-	b.ResetTimer()
-	var wg sync.WaitGroup
+	var ready, wg sync.WaitGroup
+	start := make(chan struct{})
 	for g := 0; g < 2; g++ {
+		ready.Add(1)
 		wg.Add(1)
 		go func(n int) {
 			defer wg.Done()
+			ready.Done()
+			<-start // both begin together, so that they overlap
 			for i := 0; i < n; i++ {
 				f(i)
 			}
 		}(b.N/2 + g*(b.N%2))
 	}
+	ready.Wait()
+	b.ResetTimer()
+	close(start)
 	wg.Wait()
 }
 

@@ -160,6 +160,7 @@ func (c *Client) Gauge(name string) *Gauge { return c.GaugeWithMode(name, c.opts
 func (c *Client) GaugeWithMode(name string, mode GaugeMode) *Gauge {
 	return c.register(name, "gauge", func(full string) entry {
 		m := &Gauge{name: full, mode: mode}
+		m.bits.Store(unset)
 		return entry{m, m}
 	}).(*Gauge)
 }
