@@ -156,8 +156,9 @@ type Gauge struct {
 	mean [2]meanCell
 }
 
-// unset marks a GaugeLast not set in the open interval: a NaN, which Set
-// never stores as such (a NaN set is never reported anyway).
+// unset marks a GaugeLast not set in the open interval. It is a NaN with a
+// payload arithmetic does not produce; a Set of exactly this NaN counts as
+// no Set, which loses nothing as a NaN is never reported.
 const unset = 0x7ff8_dead_beef_0001
 
 type meanCell struct {
