@@ -9,7 +9,12 @@ import (
 )
 
 // Run with -cpu 2 (the default on a 2-core machine): the Parallel
-// benchmarks then run 2 goroutines, and the Contended ones always do.
+// benchmarks then run 2 goroutines, and the Contended ones always do. Give
+// the Parallel ones a time (-benchtime 1s), not a count (1000000x): with a
+// count RunParallel cannot size its batches and its own shared iteration
+// counter, updated every few iterations, dominates the figure.
+//
+//	go test -run - -bench . -benchtime 1s ./client/
 
 func benchClient(b *testing.B) *Client {
 	b.Helper()
