@@ -31,6 +31,10 @@ var vigiaBuild struct {
 }
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(storeServerEnv); dir != "" {
+		runStoreServer(dir, os.Getenv(storeAddrEnv))
+		return
+	}
 	code := m.Run()
 	if vigiaBuild.dir != "" {
 		os.RemoveAll(vigiaBuild.dir)
@@ -78,6 +82,7 @@ type vigiaServer struct {
 	log     string
 	cmd     *exec.Cmd
 	exited  chan error // receives cmd.Wait's result
+	command func() *exec.Cmd
 }
 
 func freePort(t testing.TB) string {
@@ -94,26 +99,37 @@ func freePort(t testing.TB) string {
 // the end of the test.
 func startVigia(t testing.TB) *vigiaServer {
 	t.Helper()
-	s := &vigiaServer{t: t, bin: vigiaBinary(t), dataDir: t.TempDir(), addr: freePort(t)}
+	bin := vigiaBinary(t)
+	s := &vigiaServer{t: t, bin: bin, dataDir: t.TempDir(), addr: freePort(t)}
 	s.log = filepath.Join(t.TempDir(), "server.log")
+	s.command = func() *exec.Cmd {
+		cmd := exec.Command(bin, "server", "--data-dir", s.dataDir, "--native-addr", s.addr, "--http-addr", "off")
+		cmd.Args = append(cmd.Args, vigiaBuild.extraArgs...)
+		return cmd
+	}
 	s.start()
-	t.Cleanup(func() {
-		if s.cmd != nil {
-			s.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-s.exited:
-			case <-time.After(10 * time.Second):
-				s.cmd.Process.Kill()
-				<-s.exited
-			}
-		}
-		if t.Failed() {
-			if b, err := os.ReadFile(s.log); err == nil {
-				t.Logf("server log:\n%s", b)
-			}
-		}
-	})
+	t.Cleanup(s.stop)
 	return s
+}
+
+// stop ends the server with SIGTERM (SIGKILL after 10 s) and shows its log
+// if the test failed.
+func (s *vigiaServer) stop() {
+	if s.cmd != nil {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.exited:
+		case <-time.After(10 * time.Second):
+			s.cmd.Process.Kill()
+			<-s.exited
+		}
+		s.cmd = nil
+	}
+	if s.t.Failed() {
+		if b, err := os.ReadFile(s.log); err == nil {
+			s.t.Logf("server log:\n%s", b)
+		}
+	}
 }
 
 // start runs the server and waits until it answers.
@@ -124,8 +140,7 @@ func (s *vigiaServer) start() {
 		s.t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.bin, "server", "--data-dir", s.dataDir, "--native-addr", s.addr, "--http-addr", "off")
-	cmd.Args = append(cmd.Args, vigiaBuild.extraArgs...)
+	cmd := s.command()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
@@ -144,11 +159,13 @@ func (s *vigiaServer) start() {
 		select {
 		case err := <-exited:
 			b, _ := os.ReadFile(s.log)
-			s.t.Fatalf("vigia server exited: %v\n%s", err, b)
+			s.t.Fatalf("server exited: %v\n%s", err, b)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("vigia server not answering on %s after 30s", s.addr)
+			cmd.Process.Kill()
+			<-exited
+			s.t.Fatalf("server not answering on %s after 30s", s.addr)
 		}
 	}
 }
@@ -225,6 +242,13 @@ func (s *vigiaServer) query(req string) ([]float64, error) {
 func TestOutageVigia(t *testing.T) {
 	srv := startVigia(t)
 	r := runOutage(t, outageBackend{addr: srv.addr, kill: srv.kill, restart: srv.start}, 10)
+	checkStoredBy(t, r, srv)
+}
+
+// checkStoredBy checks r against what srv answers to QUERY COUNT and SUM
+// over 1-second windows spanning every point produced.
+func checkStoredBy(t *testing.T, r outageResult, srv *vigiaServer) {
+	t.Helper()
 	var from, to int64 = 1 << 62, 0
 	for _, byTS := range r.produced {
 		for ts := range byTS {
