@@ -9,15 +9,8 @@ import (
 	"time"
 )
 
-// expectAggregates computes the aggregates of samples (in arrival order)
-// at resolution res over the whole windows intersecting [mint, maxt).
-func expectAggregates(samples []modelSample, res, mint, maxt int64) []Aggregate {
-	s := append([]modelSample(nil), samples...)
-	sort.SliceStable(s, func(i, j int) bool { return s[i].t < s[j].t })
-	return expectSorted(s, res, mint, maxt)
-}
-
-// expectSorted is expectAggregates for time-sorted samples.
+// expectSorted computes the aggregates of time-sorted samples at
+// resolution res over the whole windows intersecting [mint, maxt).
 func expectSorted(s []modelSample, res, mint, maxt int64) []Aggregate {
 	lo := floorDiv(mint, res) * res
 	hi := floorDiv(maxt-1, res)*res + res

@@ -1,0 +1,90 @@
+# vigia's everyday commands. `make help` lists them.
+
+GO              ?= go
+BIN             ?= bin/vigia
+RUN_DIR         ?= run
+CLIENT_REPLICAS ?= 1
+NATIVE_ADDR     ?= 127.0.0.1:7574
+HTTP_ADDR       ?= 127.0.0.1:7575
+FUZZTIME        ?= 3s
+# Test binaries run two at a time: CI machines have 2 cores.
+TESTFLAGS       ?= -race -count=1 -p 2 -timeout 20m
+
+.PHONY: help build test check lint fmt vet staticcheck fuzz bench up logs manual down clean
+
+help:
+	@echo "make build            build $(BIN)"
+	@echo "make test             run every test with the race detector"
+	@echo "make check            gofmt, go vet, staticcheck, tests with -race, short fuzzing"
+	@echo "make fuzz             fuzz every Fuzz target for FUZZTIME (default 3s) each"
+	@echo "make bench            run the Go benchmarks once"
+	@echo "make up               start a server and CLIENT_REPLICAS load clients in the background (logs in $(RUN_DIR)/)"
+	@echo "make logs             follow their logs"
+	@echo "make manual           type native protocol commands to the running server"
+	@echo "make down             stop exactly the processes make up started"
+
+build:
+	$(GO) build -o $(BIN) ./cmd/vigia
+
+test:
+	$(GO) test $(TESTFLAGS) ./...
+
+check: lint test fuzz
+
+lint: fmt vet staticcheck
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	@command -v staticcheck >/dev/null || { echo "staticcheck not found: go install honnef.co/go/tools/cmd/staticcheck@v0.8.2"; exit 1; }
+	staticcheck ./...
+
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || \
+	      { $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; exit 1; }; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+up: build
+	@mkdir -p $(RUN_DIR)
+	@if [ -f $(RUN_DIR)/server.pid ] && kill -0 $$(cat $(RUN_DIR)/server.pid) 2>/dev/null; then \
+	  echo "already up (pid $$(cat $(RUN_DIR)/server.pid)); make down first"; exit 1; fi
+	@$(BIN) server --data-dir $(RUN_DIR)/data --native-addr $(NATIVE_ADDR) --http-addr $(HTTP_ADDR) \
+	  >$(RUN_DIR)/server.log 2>&1 & echo $$! >$(RUN_DIR)/server.pid
+	@for i in $$(seq 50); do $(BIN) client --addr $(NATIVE_ADDR) PING >/dev/null 2>&1 && break; sleep 0.1; done
+	@$(BIN) client --addr $(NATIVE_ADDR) PING >/dev/null || { echo "server did not start:"; cat $(RUN_DIR)/server.log; exit 1; }
+	@for i in $$(seq $(CLIENT_REPLICAS)); do \
+	  $(BIN) load --addr $(NATIVE_ADDR) --clients 1 --rate 10 --metrics 10 --prefix load$$i --duration 0 \
+	    >$(RUN_DIR)/load-$$i.log 2>&1 & echo $$! >$(RUN_DIR)/load-$$i.pid; \
+	done
+	@echo "up: server on $(NATIVE_ADDR) (http $(HTTP_ADDR)), $(CLIENT_REPLICAS) load client(s); logs in $(RUN_DIR)/"
+
+logs:
+	tail -n 20 -F $(RUN_DIR)/*.log
+
+manual: build
+	$(BIN) client --addr $(NATIVE_ADDR)
+
+# down signals only the PIDs that up recorded, and only if each still runs
+# $(BIN) (a PID reused by another program is left alone).
+down:
+	@for f in $(RUN_DIR)/load-*.pid $(RUN_DIR)/server.pid; do \
+	  [ -f "$$f" ] || continue; pid=$$(cat $$f); \
+	  if tr '\0' ' ' </proc/$$pid/cmdline 2>/dev/null | grep -q "^$(BIN) "; then \
+	    kill -TERM $$pid; for i in $$(seq 100); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; \
+	    echo "stopped $$f ($$pid)"; \
+	  fi; rm -f $$f; \
+	done
+
+clean:
+	rm -rf bin

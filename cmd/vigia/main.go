@@ -1,0 +1,112 @@
+// Command vigia is the vigia monitoring server and its tools, in one
+// binary with subcommands. Run "vigia help" for the list.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+)
+
+// command is one subcommand. run gets the arguments after its name and
+// returns the process's exit code.
+type command struct {
+	name, summary string
+	run           func(args []string) int
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"server", "run the metrics and alert server", runServer},
+		{"client", "send native protocol commands (interactive, or one command from the arguments)", runClient},
+		{"load", "run test clients that insert metrics constantly", runLoad},
+		{"bench", "measure a running server: ingest rate, LOG latency, disk bytes per sample, QUERY latency", runBench},
+		{"help", "show this help", func([]string) int { usage(os.Stdout); return 0 }},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "vigia: metrics, alerts, logs and backups in one server.\n\nUsage:\n  vigia <command> [flags]\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun \"vigia <command> --help\" for a command's flags.\n")
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	name := os.Args[1]
+	switch name {
+	case "-h", "-help", "--help":
+		usage(os.Stdout)
+		return
+	}
+	for _, c := range commands {
+		if c.name == name {
+			os.Exit(c.run(os.Args[2:]))
+		}
+	}
+	fmt.Fprintf(os.Stderr, "vigia: unknown command %q\n\n", name)
+	usage(os.Stderr)
+	os.Exit(2)
+}
+
+// newFlagSet returns a flag set for a subcommand whose --help prints the
+// synopsis and the flags.
+func newFlagSet(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: vigia %s\n\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args and returns the exit code to return at once
+// (0 after --help, 2 on a bad flag), or -1 to go on.
+func parseFlags(fs *flag.FlagSet, args []string) int {
+	fs.SetOutput(os.Stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	return -1
+}
+
+// logFlags adds --log-level and --log-format and returns a function making
+// the logger they describe.
+func logFlags(fs *flag.FlagSet) func() (*slog.Logger, error) {
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	format := fs.String("log-format", "text", "log format: text or json")
+	return func() (*slog.Logger, error) {
+		var lv slog.Level
+		if err := lv.UnmarshalText([]byte(*level)); err != nil {
+			return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", *level)
+		}
+		ho := &slog.HandlerOptions{Level: lv}
+		switch strings.ToLower(*format) {
+		case "text":
+			return slog.New(slog.NewTextHandler(os.Stderr, ho)), nil
+		case "json":
+			return slog.New(slog.NewJSONHandler(os.Stderr, ho)), nil
+		}
+		return nil, fmt.Errorf("--log-format %q: want text or json", *format)
+	}
+}
+
+// stringsFlag is a repeatable string flag.
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }

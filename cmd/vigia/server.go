@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/vigia-mon/vigia/internal/server"
+)
+
+func runServer(args []string) int {
+	fs := newFlagSet("server", "server [flags]\n\nRuns the metrics and alert server. It stores everything under --data-dir and\nstops cleanly on SIGTERM or SIGINT (Ctrl-C): in-flight requests finish, the\nin-memory head is flushed, and it exits 0.")
+	var o server.Options
+	fs.StringVar(&o.DataDir, "data-dir", "data", "directory for all stored data (created if missing)")
+	fs.StringVar(&o.NativeAddr, "native-addr", "127.0.0.1:7574", "native protocol TCP address, or off")
+	fs.StringVar(&o.HTTPAddr, "http-addr", "127.0.0.1:7575", "HTTP address (/healthz, /metrics, /api/v1/...), or off")
+	fs.IntVar(&o.MaxConns, "max-conns", 1024, "native connections open at once; the next one gets 503 and is closed")
+	fs.IntVar(&o.MaxInflight, "max-inflight", 65536, "native requests being executed at once; beyond it clients get 503 and are closed")
+	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 5*time.Minute, "close native connections idle this long")
+	fs.DurationVar(&o.AlertInterval, "alert-interval", time.Minute, "alert check period")
+	fs.Var((*stringsFlag)(&o.AlertWebhooks), "alert-webhook", "URL receiving Alertmanager-compatible alert POSTs (repeatable)")
+	notify := fs.String("alert-notify", "every-check", "when a firing alert notifies: every-check, or changes (only when it starts firing or resolves)")
+	fs.StringVar(&o.ExternalURL, "external-url", "", "URL users reach this server's HTTP API at, for links in alerts")
+	fs.DurationVar(&o.FlushInterval, "flush-interval", 10*time.Minute, "flush in-memory samples into compressed parts at least this often")
+	fs.DurationVar(&o.RawRetention, "retention", 240*time.Hour, "keep raw samples this long (archives keep 1m/1h/1d consolidations longer)")
+	logger := logFlags(fs)
+	if rc := parseFlags(fs, args); rc >= 0 {
+		return rc
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "vigia server: unexpected argument %q (see vigia server --help)\n", fs.Arg(0))
+		return 2
+	}
+	switch *notify {
+	case "every-check":
+	case "changes":
+		o.AlertChangesOnly = true
+	default:
+		fmt.Fprintf(os.Stderr, "vigia server: --alert-notify %q: want every-check or changes\n", *notify)
+		return 2
+	}
+	log, err := logger()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vigia server: %v\n", err)
+		return 2
+	}
+	o.Logger = log
+	srv, err := server.Open(o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vigia server: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := srv.Run(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "vigia server: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,286 @@
+// Package httpapi serves vigia's HTTP API: health, the server's own
+// metrics in Prometheus' exposition format, windowed queries as JSON, the
+// alert API and admin actions.
+package httpapi
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vigia-mon/vigia/internal/query"
+	"github.com/vigia-mon/vigia/internal/tsdb"
+)
+
+// Store is the part of the metrics store the API reads. *tsdb.DB
+// implements it.
+type Store interface {
+	RefsByName(name []byte) []tsdb.SeriesRef
+	Scan(ref tsdb.SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool) error
+	Names(prefix string) []string
+	Flush() error
+}
+
+var _ Store = (*tsdb.DB)(nil)
+
+// Options configures the API handler. Store and Gatherer are required.
+type Options struct {
+	Store Store
+	// Gatherer provides /metrics.
+	Gatherer prometheus.Gatherer
+	// Alerts serves /api/v1/alerts and everything under it; nil answers 404.
+	Alerts http.Handler
+	// Ready reports whether the server is up; a non-nil error makes
+	// /healthz answer 503 with its text.
+	Ready func() error
+	// Logger receives request errors, with "component"="http".
+	Logger *slog.Logger
+}
+
+// Handler returns the API's handler.
+func Handler(opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	a := &api{opts: opts, log: opts.Logger.With("component", "http")}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", a.health)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelError),
+		ErrorHandling:     promhttp.ContinueOnError,
+		EnableOpenMetrics: true,
+	}))
+	mux.HandleFunc("GET /api/v1/query", a.query)
+	mux.HandleFunc("GET /api/v1/metrics", a.metrics)
+	mux.HandleFunc("GET /api/v1/export", a.export)
+	mux.HandleFunc("POST /api/v1/admin/flush", a.flush)
+	if opts.Alerts != nil {
+		mux.Handle("/api/v1/alerts", opts.Alerts)
+		mux.Handle("/api/v1/alerts/", opts.Alerts)
+	}
+	return mux
+}
+
+type api struct {
+	opts Options
+	log  *slog.Logger
+}
+
+func (a *api) health(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Ready != nil {
+		if err := a.opts.Ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok\n"))
+}
+
+// writeJSON writes v as the JSON body of a reply.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// point is one window of a query result. Value is null for a value JSON
+// cannot hold (none today: the store keeps finite values only).
+type point struct {
+	Start string  `json:"start"`
+	Value float64 `json:"value"`
+}
+
+// timeRange reads from= and to= (ISO 8601 or unix seconds).
+func timeRange(r *http.Request) (mint, maxt int64, hasFrom bool, err error) {
+	mint, maxt = math.MinInt64, math.MaxInt64
+	if s := r.FormValue("from"); s != "" {
+		if mint, err = query.ParseTime([]byte(s)); err != nil {
+			return 0, 0, false, errors.New("from: not an ISO 8601 date or unix seconds")
+		}
+		hasFrom = true
+	}
+	if s := r.FormValue("to"); s != "" {
+		if maxt, err = query.ParseTime([]byte(s)); err != nil {
+			return 0, 0, false, errors.New("to: not an ISO 8601 date or unix seconds")
+		}
+	}
+	return mint, maxt, hasFrom, nil
+}
+
+// query answers GET /api/v1/query?name=&op=&secs=&from=&to=, the QUERY
+// command as JSON: {"name", "op", "secs", "points": [{"start", "value"}]}.
+func (a *api) query(w http.ResponseWriter, r *http.Request) {
+	name := r.FormValue("name")
+	op, ok := query.ParseOp([]byte(r.FormValue("op")))
+	if !ok {
+		writeError(w, http.StatusBadRequest, "op: want one of AVG, MAX, MIN, COUNT, SUM, LAST")
+		return
+	}
+	secs, err := strconv.ParseInt(r.FormValue("secs"), 10, 64)
+	if err != nil || secs < 1 || secs > query.MaxTime/1000 {
+		writeError(w, http.StatusBadRequest, "secs: want a whole number of seconds, at least 1")
+		return
+	}
+	mint, maxt, hasFrom, err := timeRange(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	refs := a.opts.Store.RefsByName([]byte(name))
+	if name == "" || len(refs) == 0 {
+		writeError(w, http.StatusNotFound, "metric not found")
+		return
+	}
+	win := query.Windows{Op: op, Step: secs * 1000, Start: mint, HasStart: hasFrom}
+	if err := scanMerged(a.opts.Store, refs, mint, maxt, win.Add); err != nil {
+		a.log.Error("query failed", "name", name, "err", err)
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	pts := win.Result()
+	out := make([]point, len(pts))
+	for i, p := range pts {
+		out[i] = point{Start: string(query.AppendTime(nil, p.Start)), Value: p.Value}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"name": name, "op": op.String(), "secs": secs, "points": out})
+}
+
+// export answers GET /api/v1/export?name=&from=&to=&format=csv|json with
+// every raw sample of a metric: CSV "time,value" rows (the default) or a
+// JSON array of [unix_ms, value] pairs.
+func (a *api) export(w http.ResponseWriter, r *http.Request) {
+	name := r.FormValue("name")
+	mint, maxt, _, err := timeRange(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	format := r.FormValue("format")
+	if format != "" && format != "csv" && format != "json" {
+		writeError(w, http.StatusBadRequest, "format: want csv or json")
+		return
+	}
+	refs := a.opts.Store.RefsByName([]byte(name))
+	if name == "" || len(refs) == 0 {
+		writeError(w, http.StatusNotFound, "metric not found")
+		return
+	}
+	var buf []byte
+	first := true
+	if format == "json" {
+		w.Header().Set("Content-Type", "application/json")
+		buf = append(buf, '[')
+	} else {
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		buf = append(buf, "time,value\n"...)
+	}
+	var werr error
+	err = scanMerged(a.opts.Store, refs, mint, maxt, func(ts []int64, vs []float64) {
+		for i := range ts {
+			if format == "json" {
+				if !first {
+					buf = append(buf, ',')
+				}
+				buf = append(buf, '[')
+				buf = strconv.AppendInt(buf, ts[i], 10)
+				buf = append(buf, ',')
+				buf = strconv.AppendFloat(buf, vs[i], 'g', -1, 64)
+				buf = append(buf, ']')
+			} else {
+				buf = query.AppendTime(buf, ts[i])
+				buf = append(buf, ',')
+				buf = query.AppendRepr(buf, vs[i])
+				buf = append(buf, '\n')
+			}
+			first = false
+		}
+		if len(buf) > 32<<10 && werr == nil {
+			_, werr = w.Write(buf)
+			buf = buf[:0]
+		}
+	})
+	if err != nil {
+		a.log.Error("export failed", "name", name, "err", err)
+		return
+	}
+	if format == "json" {
+		buf = append(buf, "]\n"...)
+	}
+	if werr == nil {
+		w.Write(buf)
+	}
+}
+
+// metrics answers GET /api/v1/metrics?prefix= with the sorted series names.
+func (a *api) metrics(w http.ResponseWriter, r *http.Request) {
+	names := a.opts.Store.Names(r.FormValue("prefix"))
+	if names == nil {
+		names = []string{}
+	}
+	writeJSON(w, http.StatusOK, names)
+}
+
+// flush answers POST /api/v1/admin/flush: it writes the in-memory head into
+// parts now and reports how long that took.
+func (a *api) flush(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if err := a.opts.Store.Flush(); err != nil {
+		a.log.Error("flush failed", "err", err)
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"flushed": true, "seconds": time.Since(start).Seconds()})
+}
+
+// scanMerged feeds fn the samples of every ref in time order (one ref
+// streams; several are merged in memory).
+func scanMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64)) error {
+	if mint >= maxt {
+		return nil
+	}
+	if len(refs) == 1 {
+		return st.Scan(refs[0], mint, maxt, func(ts []int64, vs []float64) bool { fn(ts, vs); return true })
+	}
+	var ts []int64
+	var vs []float64
+	for _, ref := range refs {
+		err := st.Scan(ref, mint, maxt, func(t []int64, v []float64) bool {
+			ts = append(ts, t...)
+			vs = append(vs, v...)
+			return true
+		})
+		if err != nil {
+			return err
+		}
+	}
+	idx := make([]int, len(ts))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(ts[a], ts[b]) })
+	st2, sv2 := make([]int64, len(ts)), make([]float64, len(ts))
+	for i, j := range idx {
+		st2[i], sv2[i] = ts[j], vs[j]
+	}
+	fn(st2, sv2)
+	return nil
+}

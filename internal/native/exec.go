@@ -1,0 +1,204 @@
+package native
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"slices"
+
+	"github.com/vigia-mon/vigia/internal/alert"
+	"github.com/vigia-mon/vigia/internal/native/wire"
+	"github.com/vigia-mon/vigia/internal/query"
+	"github.com/vigia-mon/vigia/internal/tsdb"
+)
+
+var replyAlertsDisabled = []byte("503 Alerts are disabled on this server\n")
+
+// exec executes a parsed request other than LOG and queues its reply.
+func (c *conn) exec() error {
+	r := &c.req
+	switch r.Cmd {
+	case wire.Ping:
+		c.out = append(c.out, wire.ReplyPong...)
+	case wire.Help:
+		c.out = append(c.out, wire.ReplyHelp...)
+	case wire.Query:
+		return c.query()
+	case wire.Metrics:
+		return c.metrics()
+	case wire.NewAlert, wire.Alerts, wire.DeleteAlert, wire.Subscribe:
+		if c.s.opts.Alerts == nil {
+			c.out = append(c.out, replyAlertsDisabled...)
+			return nil
+		}
+		return c.alerts()
+	}
+	return nil
+}
+
+// query answers QUERY: the windowed aggregate of every series named id.
+func (c *conn) query() error {
+	r := &c.req
+	st := c.s.opts.Store
+	refs := st.RefsByName(r.ID)
+	if len(refs) == 0 {
+		c.out = append(c.out, wire.ReplyMetricNotFound...)
+		return nil
+	}
+	mint, maxt := int64(math.MinInt64), int64(math.MaxInt64)
+	if r.HasFrom {
+		mint = r.From
+	}
+	if r.HasTo {
+		maxt = r.To
+	}
+	w := &c.win
+	w.Reset()
+	w.Op, w.Step = r.Op, r.Secs*1000
+	if r.HasFrom {
+		w.Start, w.HasStart = r.From, true
+	}
+	if mint < maxt {
+		var err error
+		if len(refs) == 1 {
+			err = st.Scan(refs[0], mint, maxt, func(ts []int64, vs []float64) bool {
+				w.Add(ts, vs)
+				return true
+			})
+		} else {
+			err = c.gather(refs, mint, maxt)
+		}
+		if err != nil {
+			return c.internal(err)
+		}
+	}
+	c.out = append(c.out, "200 "...)
+	c.out = query.AppendPoints(c.out, r.Op, w.Result())
+	c.out = append(c.out, '\n')
+	return nil
+}
+
+// gather merges the samples of several series with one name (a name with
+// several label sets) in time order and feeds them to c.win.
+func (c *conn) gather(refs []tsdb.SeriesRef, mint, maxt int64) error {
+	type sample struct {
+		t int64
+		v float64
+	}
+	var all []sample
+	for _, ref := range refs {
+		err := c.s.opts.Store.Scan(ref, mint, maxt, func(ts []int64, vs []float64) bool {
+			for i := range ts {
+				all = append(all, sample{ts[i], vs[i]})
+			}
+			return true
+		})
+		if err != nil {
+			return err
+		}
+	}
+	slices.SortStableFunc(all, func(a, b sample) int {
+		switch {
+		case a.t < b.t:
+			return -1
+		case a.t > b.t:
+			return 1
+		}
+		return 0
+	})
+	ts, vs := c.gatherT[:0], c.gatherV[:0]
+	for _, s := range all {
+		ts = append(ts, s.t)
+		vs = append(vs, s.v)
+	}
+	c.win.Add(ts, vs)
+	if cap(ts) <= 1<<16 {
+		c.gatherT, c.gatherV = ts, vs
+	}
+	return nil
+}
+
+// metrics answers METRICS [prefix]: a JSON array of series names, sorted,
+// at most MaxMetrics of them.
+func (c *conn) metrics() error {
+	names := c.s.opts.Store.Names(string(c.req.ID))
+	if len(names) > c.s.opts.MaxMetrics {
+		names = names[:c.s.opts.MaxMetrics]
+	}
+	b, err := json.Marshal(names)
+	if err != nil {
+		return c.internal(err)
+	}
+	c.out = append(c.out, "200 "...)
+	c.out = append(c.out, b...)
+	c.out = append(c.out, '\n')
+	return nil
+}
+
+// alerts answers NEW-ALERT, ALERTS, DELETE-ALERT and SUBSCRIBE.
+func (c *conn) alerts() error {
+	r := &c.req
+	a := c.s.opts.Alerts
+	switch r.Cmd {
+	case wire.NewAlert:
+		_, err := a.AddRule(string(r.ID), r.Op, r.Secs, r.Value, string(r.Cmp))
+		switch {
+		case err == nil:
+			c.out = append(c.out, wire.ReplyAlertRegistered...)
+		case errors.Is(err, alert.ErrMetricNotFound):
+			c.out = append(c.out, wire.ReplyMetricNotFound...)
+		case errors.Is(err, alert.ErrBadRule):
+			c.s.stats.bad.Add(1)
+			c.out = append(c.out, wire.ReplyFor(wire.ErrNewAlertUsage)...)
+		case errors.Is(err, alert.ErrTooManyRules):
+			c.s.stats.bad.Add(1)
+			c.out = append(c.out, "400 Bad Request -- too many alerts, delete some first\n"...)
+		default:
+			return c.internal(err)
+		}
+	case wire.Alerts:
+		b, err := a.ListJSON()
+		if err != nil {
+			return c.internal(err)
+		}
+		c.out = append(c.out, "200 "...)
+		c.out = append(c.out, b...)
+		c.out = append(c.out, '\n')
+	case wire.DeleteAlert:
+		switch err := a.DeleteRule(r.N); {
+		case err == nil:
+			c.out = append(c.out, wire.ReplyAlertDeleted...)
+		case errors.Is(err, alert.ErrNotFound):
+			c.out = append(c.out, wire.ReplyAlertNotFound...)
+		default:
+			return c.internal(err)
+		}
+	case wire.Subscribe:
+		c.out = append(c.out, wire.ReplySubscribed...)
+		if c.unsub == nil {
+			// The confirmation goes out before any pushed line.
+			if err := c.flush(); err != nil {
+				return err
+			}
+			events, cancel := a.Subscribe()
+			c.unsub = cancel
+			go c.push(events)
+		}
+	}
+	return nil
+}
+
+// push writes every event as an "ALERT <json>" line until the subscription
+// ends or a write fails.
+func (c *conn) push(events <-chan []byte) {
+	var line []byte
+	for ev := range events {
+		line = append(append(append(line[:0], "ALERT "...), ev...), '\n')
+		if err := c.write(line); err != nil {
+			c.unsub()
+			for range events {
+			}
+			return
+		}
+	}
+}

@@ -1,0 +1,294 @@
+package native
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vigia-mon/vigia/internal/native/wire"
+	"github.com/vigia-mon/vigia/internal/query"
+	"github.com/vigia-mon/vigia/internal/tsdb"
+)
+
+// Store is the read side of the metrics store the protocol needs.
+// *tsdb.DB implements it.
+type Store interface {
+	GetOrCreate(name []byte, labels []tsdb.Label) (tsdb.SeriesRef, error)
+	RefsByName(name []byte) []tsdb.SeriesRef
+	Scan(ref tsdb.SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool) error
+	Names(prefix string) []string
+}
+
+var _ Store = (*tsdb.DB)(nil)
+
+// Writer stores samples durably: when Write returns nil, every sample
+// survives a crash. It returns tsdb.ErrOverloaded when the store cannot take
+// more now.
+type Writer interface {
+	Write(samples []tsdb.Sample) error
+}
+
+// Alerts manages alert rules. *alert.Monitor implements it.
+type Alerts interface {
+	AddRule(metric string, op query.Op, secs int64, limit float64, cmp string) (int64, error)
+	ListJSON() ([]byte, error)
+	DeleteRule(id int64) error
+	Subscribe() (<-chan []byte, func())
+}
+
+// Options configures a Server. Store and Writer are required; a zero field
+// means its default.
+type Options struct {
+	Store  Store
+	Writer Writer
+	// Alerts serves NEW-ALERT, ALERTS, DELETE-ALERT and SUBSCRIBE; when nil
+	// they answer "503 Alerts are disabled".
+	Alerts Alerts
+
+	// MaxConns bounds open connections. Default 1024.
+	MaxConns int
+	// MaxInflight bounds requests being executed over all connections; a
+	// batch of pipelined LOGs counts one per line. Default 65536.
+	MaxInflight int
+	// IdleTimeout closes a connection that sends nothing for this long.
+	// Default 5m.
+	IdleTimeout time.Duration
+	// WriteTimeout closes a connection that does not read its replies for
+	// this long. Default 30s.
+	WriteTimeout time.Duration
+	// MaxMetrics caps the names a METRICS reply lists. Default 10,000.
+	MaxMetrics int
+
+	// Logger receives the server's log lines, with "component"="native".
+	Logger *slog.Logger
+	// Now gives the arrival time of LOG requests without a timestamp.
+	// Default time.Now.
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxConns <= 0 {
+		o.MaxConns = 1024
+	}
+	if o.MaxInflight <= 0 {
+		o.MaxInflight = 65536
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 5 * time.Minute
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 30 * time.Second
+	}
+	if o.MaxMetrics <= 0 {
+		o.MaxMetrics = 10000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	o.Logger = o.Logger.With("component", "native")
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Stats are the server's counters since New.
+type Stats struct {
+	Conns        int64  // open connections
+	Accepted     uint64 // connections accepted
+	RejectedConn uint64 // connections refused with 503 (MaxConns)
+	Busy         uint64 // requests refused with 503 (MaxInflight or an overloaded store)
+	Requests     uint64 // request lines executed
+	Samples      uint64 // LOG samples acknowledged
+	BadRequests  uint64 // requests answered with 400
+	LongLines    uint64 // connections closed for a line over MaxLine
+	Timeouts     uint64 // connections closed idle or for not reading replies
+}
+
+// MaxLine is the longest request line, without its line ending.
+const MaxLine = 64 << 10
+
+// Server is a native protocol server. Its methods may be called
+// concurrently.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	inflight atomic.Int64
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closing   bool
+	wg        sync.WaitGroup
+
+	stats struct {
+		conns                                   atomic.Int64
+		accepted, rejected, busy, requests      atomic.Uint64
+		samples, bad, longLines, timeouts, errs atomic.Uint64
+	}
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("native: server closed")
+
+// New returns a server. It panics when Store or Writer is missing.
+func New(opts Options) *Server {
+	if opts.Store == nil || opts.Writer == nil {
+		panic("native: Options.Store and Options.Writer are required")
+	}
+	opts = opts.withDefaults()
+	return &Server{
+		opts:      opts,
+		log:       opts.Logger,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+	}
+}
+
+// Serve accepts connections on l until Shutdown, and closes l. It returns
+// ErrServerClosed after Shutdown, or the accept error that stopped it.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+		l.Close()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return ErrServerClosed
+			}
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
+				// Out of file descriptors and the like: wait, as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed, retrying", "err", err, "retry_in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.stats.accepted.Add(1)
+		if s.stats.conns.Add(1) > int64(s.opts.MaxConns) {
+			s.stats.conns.Add(-1)
+			s.stats.rejected.Add(1)
+			go refuse(nc)
+			continue
+		}
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			s.stats.conns.Add(-1)
+			nc.Close()
+			return ErrServerClosed
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+			s.stats.conns.Add(-1)
+		}()
+	}
+}
+
+// refuse answers a connection beyond MaxConns with the busy line and closes
+// it without reading what it sent.
+func refuse(nc net.Conn) {
+	nc.SetWriteDeadline(time.Now().Add(time.Second))
+	nc.Write(wire.ReplyBusy)
+	if tc, ok := nc.(*net.TCPConn); ok {
+		// Close without a reset even if the client already sent requests:
+		// it must read the 503, not ECONNRESET.
+		tc.CloseWrite()
+		tc.SetReadDeadline(time.Now().Add(time.Second))
+		var buf [4096]byte
+		for {
+			if _, err := tc.Read(buf[:]); err != nil {
+				break
+			}
+		}
+	}
+	nc.Close()
+}
+
+// Shutdown stops accepting, lets every connection finish the requests it
+// has read (their replies are sent), then closes the connections. It
+// returns ctx's error if they do not finish in time, after closing them
+// forcibly.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.stop()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Conns:        s.stats.conns.Load(),
+		Accepted:     s.stats.accepted.Load(),
+		RejectedConn: s.stats.rejected.Load(),
+		Busy:         s.stats.busy.Load(),
+		Requests:     s.stats.requests.Load(),
+		Samples:      s.stats.samples.Load(),
+		BadRequests:  s.stats.bad.Load(),
+		LongLines:    s.stats.longLines.Load(),
+		Timeouts:     s.stats.timeouts.Load(),
+	}
+}
+
+// acquire takes n in-flight slots, or none and returns false.
+func (s *Server) acquire(n int) bool {
+	if s.inflight.Add(int64(n)) > int64(s.opts.MaxInflight) {
+		s.inflight.Add(int64(-n))
+		return false
+	}
+	return true
+}
+
+func (s *Server) release(n int) { s.inflight.Add(int64(-n)) }

@@ -1,0 +1,307 @@
+// Package server wires vigia's components into one server: the metrics
+// store, the ingest pipeline, the alert monitor, the native protocol
+// listener and the HTTP API. It owns their start and their ordered
+// shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/vigia-mon/vigia/internal/alert"
+	"github.com/vigia-mon/vigia/internal/httpapi"
+	"github.com/vigia-mon/vigia/internal/ingest"
+	"github.com/vigia-mon/vigia/internal/native"
+	"github.com/vigia-mon/vigia/internal/tsdb"
+)
+
+// Options configures a Server. A zero field means its default; an address
+// of "off" turns its listener off.
+type Options struct {
+	DataDir    string // default "data"
+	NativeAddr string // default 127.0.0.1:7574
+	HTTPAddr   string // default 127.0.0.1:7575
+
+	MaxConns    int // native connections; default 1024
+	MaxInflight int // native requests in flight; default 65536
+	IdleTimeout time.Duration
+
+	AlertInterval    time.Duration // default 60s
+	AlertWebhooks    []string
+	AlertChangesOnly bool
+	ExternalURL      string
+	ShutdownTimeout  time.Duration // default 10s
+	FlushInterval    time.Duration // head flush period; default 10m
+	RawRetention     time.Duration // default 10 days
+	Logger           *slog.Logger
+}
+
+// Server is a running vigia server. Build it with Open, run it with Run.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	db      *tsdb.DB
+	meta    *bbolt.DB
+	alerts  *alert.Monitor
+	native  *native.Server
+	httpSrv *http.Server
+
+	nativeLn, httpLn net.Listener
+}
+
+// Open opens the data dir and binds the listeners. Its errors are one line
+// that says what to do, such as "listen on 127.0.0.1:7574: address already
+// in use (set --native-addr)".
+func Open(opts Options) (_ *Server, err error) {
+	if opts.DataDir == "" {
+		opts.DataDir = "data"
+	}
+	if opts.NativeAddr == "" {
+		opts.NativeAddr = "127.0.0.1:7574"
+	}
+	if opts.HTTPAddr == "" {
+		opts.HTTPAddr = "127.0.0.1:7575"
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{opts: opts, log: opts.Logger}
+	defer func() {
+		if err != nil {
+			s.closeAll()
+		}
+	}()
+
+	if s.nativeLn, err = listen(opts.NativeAddr, "--native-addr"); err != nil {
+		return nil, err
+	}
+	if s.httpLn, err = listen(opts.HTTPAddr, "--http-addr"); err != nil {
+		return nil, err
+	}
+	if err := checkDataDir(opts.DataDir); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	s.db, err = tsdb.Open(filepath.Join(opts.DataDir, "metrics"), &tsdb.Options{
+		Logger:        opts.Logger,
+		FlushInterval: opts.FlushInterval,
+		RawRetention:  opts.RawRetention,
+	})
+	if errors.Is(err, tsdb.ErrLocked) {
+		return nil, fmt.Errorf("data dir %s is in use by another vigia server (stop it, or set --data-dir)", opts.DataDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open metrics store in %s: %w", opts.DataDir, err)
+	}
+	st := s.db.Stats()
+	s.log.Info("metrics store open", "dir", opts.DataDir, "series", st.Series,
+		"replayed_samples", st.ReplayedSamples, "torn_tails", st.TornTails, "took", time.Since(start).Round(time.Millisecond))
+
+	metaPath := filepath.Join(opts.DataDir, "meta.db")
+	s.meta, err = bbolt.Open(metaPath, 0o600, &bbolt.Options{Timeout: time.Second})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("%s is locked by another vigia server (stop it, or set --data-dir)", metaPath)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", metaPath, err)
+	}
+	s.alerts, err = alert.New(alert.Options{
+		DB:                s.meta,
+		Interval:          opts.AlertInterval,
+		Refs:              func(name string) []tsdb.SeriesRef { return s.db.RefsByName([]byte(name)) },
+		Webhooks:          opts.AlertWebhooks,
+		NotifyChangesOnly: opts.AlertChangesOnly,
+		ExternalURL:       opts.ExternalURL,
+		Logger:            opts.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("alerts: %w", err)
+	}
+
+	s.native = native.New(native.Options{
+		Store:       s.db,
+		Writer:      ingest.New(s.db, s.alerts),
+		Alerts:      s.alerts,
+		MaxConns:    opts.MaxConns,
+		MaxInflight: opts.MaxInflight,
+		IdleTimeout: opts.IdleTimeout,
+		Logger:      opts.Logger,
+	})
+	reg := newRegistry(s)
+	s.httpSrv = &http.Server{
+		Handler: httpapi.Handler(httpapi.Options{
+			Store:    s.db,
+			Gatherer: reg,
+			Alerts:   s.alerts.Handler(),
+			Logger:   opts.Logger,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// checkDataDir creates dir and checks that it is writable, so that the
+// error names the flag to change.
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("data dir %s is not usable: %v (set --data-dir)", dir, unwrapPath(err))
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("data dir %s is not writable: %v (set --data-dir)", dir, unwrapPath(err))
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// listen binds addr, or returns nil for "off".
+func listen(addr, flag string) (net.Listener, error) {
+	if addr == "off" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		var se *os.SyscallError
+		if errors.As(err, &se) && errors.Is(se.Err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("listen on %s: address already in use by another program (set %s, or %s off)", addr, flag, flag)
+		}
+		return nil, fmt.Errorf("listen on %s: %v (set %s)", addr, unwrapOp(err), flag)
+	}
+	return ln, nil
+}
+
+func unwrapOp(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Err
+	}
+	return err
+}
+
+// NativeAddr returns the native listener's address, or nil when off.
+func (s *Server) NativeAddr() net.Addr {
+	if s.nativeLn == nil {
+		return nil
+	}
+	return s.nativeLn.Addr()
+}
+
+// HTTPAddr returns the HTTP listener's address, or nil when off.
+func (s *Server) HTTPAddr() net.Addr {
+	if s.httpLn == nil {
+		return nil
+	}
+	return s.httpLn.Addr()
+}
+
+// Run serves until ctx is done, then shuts down in order: stop accepting,
+// finish the requests in flight, stop the alert monitor, flush the store
+// and close it. It returns the first error that stopped a component.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	if s.nativeLn != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.native.Serve(s.nativeLn); err != nil && !errors.Is(err, native.ErrServerClosed) {
+				errc <- fmt.Errorf("native listener: %w", err)
+			}
+		}()
+		s.log.Info("native protocol listening", "addr", s.nativeLn.Addr().String())
+	}
+	if s.httpLn != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http listener: %w", err)
+			}
+		}()
+		s.log.Info("http listening", "addr", s.httpLn.Addr().String())
+	}
+	alertCtx, stopAlerts := context.WithCancel(context.Background())
+	alertDone := make(chan error, 1)
+	go func() { alertDone <- s.alerts.Run(alertCtx) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	case err := <-alertDone:
+		runErr = fmt.Errorf("alert monitor: %w", err)
+		alertDone <- nil
+	}
+	s.log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer scancel()
+	if err := s.native.Shutdown(sctx); err != nil {
+		s.log.Warn("native connections closed before they finished", "err", err)
+	}
+	if s.httpLn != nil {
+		if err := s.httpSrv.Shutdown(sctx); err != nil {
+			s.log.Warn("http requests cut short", "err", err)
+		}
+	}
+	wg.Wait()
+	stopAlerts()
+	<-alertDone
+	if err := s.closeAll(); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+// closeAll closes the store (flushing its head) and the metadata file.
+func (s *Server) closeAll() error {
+	var first error
+	if s.nativeLn != nil {
+		s.nativeLn.Close()
+	}
+	if s.httpLn != nil {
+		s.httpLn.Close()
+	}
+	if s.db != nil {
+		start := time.Now()
+		if err := s.db.Close(); err != nil && !errors.Is(err, tsdb.ErrClosed) {
+			first = fmt.Errorf("close metrics store: %w", err)
+		} else if err == nil {
+			s.log.Info("metrics store flushed and closed", "took", time.Since(start).Round(time.Millisecond))
+		}
+	}
+	if s.meta != nil {
+		if err := s.meta.Close(); err != nil && first == nil {
+			first = fmt.Errorf("close %s: %w", s.meta.Path(), err)
+		}
+	}
+	return first
+}
