@@ -2,6 +2,8 @@ package query
 
 import (
 	"math"
+	"math/rand/v2"
+	"time"
 	"testing"
 )
 
@@ -102,13 +104,21 @@ func TestParseTime(t *testing.T) {
 }
 
 func FuzzParseTime(f *testing.F) {
-	for _, s := range []string{"2022-04-26T00:00:00", "1650931200.5", "2022-04-26T02:00:00+02:00", "1e9", ""} {
+	for _, s := range []string{"2022-04-26T00:00:00", "1650931200.5", "2022-04-26T02:00:00+02:00", "1e9", "",
+		"2024-02-29 23:59:59.999-0130", "2022-04-26T00:00Z", "2022-04-26", "1970-01-01T00:00:00,5+00:00"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ms, err := ParseTime(b)
 		if err == nil && (ms < MinTime || ms > MaxTime) {
 			t.Fatalf("ParseTime(%q) = %d out of range", b, ms)
+		}
+		// The fast ISO parser agrees with package time wherever both
+		// answer (it also takes zones without a colon, as ISO 8601 does).
+		if fast, ok := parseISO(b); ok {
+			if slow, err := parseISOSlow(b); err == nil && slow != fast {
+				t.Fatalf("parseISO(%q) = %d, package time: %d, %v", b, fast, slow, err)
+			}
 		}
 	})
 }
@@ -168,5 +178,32 @@ func BenchmarkAppendRepr(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = AppendRepr(buf[:0], 1234.56)
+	}
+}
+
+// TestParseISOMatchesPackageTime formats random instants in every layout
+// and zone clients use and checks that the fast parser reads them back as
+// package time does.
+func TestParseISOMatchesPackageTime(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	layouts := []string{
+		"2006-01-02T15:04:05Z07:00", "2006-01-02T15:04:05.000Z07:00", "2006-01-02T15:04:05.999999999Z07:00",
+		"2006-01-02T15:04:05", "2006-01-02 15:04:05.000", "2006-01-02T15:04Z07:00", "2006-01-02T15:04", "2006-01-02",
+	}
+	for range 20000 {
+		ms := rng.Int64N(MaxTime - 2*86400000) + 86400000
+		zone := time.FixedZone("", (rng.IntN(27*4)-14*4)*15*60)
+		if rng.IntN(3) == 0 {
+			zone = time.UTC
+		}
+		tm := time.UnixMilli(ms).In(zone)
+		for _, layout := range layouts {
+			s := tm.Format(layout)
+			fast, ok := parseISO([]byte(s))
+			slow, err := parseISOSlow([]byte(s))
+			if !ok || err != nil || fast != slow {
+				t.Fatalf("%q: parseISO %d %v, package time %d %v", s, fast, ok, slow, err)
+			}
+		}
 	}
 }

@@ -42,6 +42,15 @@ func ParseTime(b []byte) (int64, error) {
 		}
 		return ms, nil
 	}
+	if ms, ok := parseISO(b); ok {
+		return ms, nil
+	}
+	return parseISOSlow(b)
+}
+
+// parseISOSlow parses the ISO 8601 forms parseISO does not, with package
+// time. It allocates; parseISO covers every form clients send in practice.
+func parseISOSlow(b []byte) (int64, error) {
 	s := string(b)
 	for _, layout := range isoLayouts {
 		if t, err := time.Parse(layout, s); err == nil {
@@ -53,6 +62,136 @@ func ParseTime(b []byte) (int64, error) {
 		}
 	}
 	return 0, ErrBadTime
+}
+
+// parseISO parses YYYY-MM-DD, optionally followed by 'T' or ' ' and
+// hh:mm[:ss[.fraction]] and a zone (Z, ±hh:mm or ±hhmm; none means UTC),
+// without allocating. Fractions below the millisecond are truncated.
+func parseISO(b []byte) (int64, bool) {
+	if len(b) < 10 || b[4] != '-' || b[7] != '-' {
+		return 0, false
+	}
+	y, ok1 := digits(b[0:4])
+	mo, ok2 := digits(b[5:7])
+	d, ok3 := digits(b[8:10])
+	if !ok1 || !ok2 || !ok3 || y < 1 || mo < 1 || mo > 12 || d < 1 || d > daysIn(y, mo) {
+		return 0, false
+	}
+	var h, mi, sec, frac, off int64
+	i := 10
+	if i < len(b) {
+		if b[i] != 'T' && b[i] != ' ' || len(b) < i+6 || b[i+3] != ':' {
+			return 0, false
+		}
+		var okh, okm bool
+		h, okh = digits(b[i+1 : i+3])
+		mi, okm = digits(b[i+4 : i+6])
+		if !okh || !okm || h > 23 || mi > 59 {
+			return 0, false
+		}
+		i += 6
+		if i < len(b) && b[i] == ':' {
+			var oks bool
+			if len(b) < i+3 {
+				return 0, false
+			}
+			if sec, oks = digits(b[i+1 : i+3]); !oks || sec > 59 {
+				return 0, false
+			}
+			i += 3
+			if i < len(b) && (b[i] == '.' || b[i] == ',') {
+				i++
+				n := 0
+				for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+					if n < 3 {
+						frac = frac*10 + int64(b[i]-'0')
+					}
+					n++
+				}
+				if n == 0 {
+					return 0, false
+				}
+				for ; n < 3; n++ {
+					frac *= 10
+				}
+			}
+		}
+		if i < len(b) {
+			switch b[i] {
+			case 'Z':
+				i++
+			case '+', '-':
+				z := b[i+1:]
+				var zh, zm int64
+				var okzh, okzm bool
+				switch {
+				case len(z) == 5 && z[2] == ':':
+					zh, okzh = digits(z[0:2])
+					zm, okzm = digits(z[3:5])
+				case len(z) == 4:
+					zh, okzh = digits(z[0:2])
+					zm, okzm = digits(z[2:4])
+				}
+				if !okzh || !okzm || zh > 23 || zm > 59 {
+					return 0, false
+				}
+				off = (zh*60 + zm) * 60000
+				if b[i] == '-' {
+					off = -off
+				}
+				i = len(b)
+			default:
+				return 0, false
+			}
+		}
+	}
+	if i != len(b) {
+		return 0, false
+	}
+	ms := (((daysFromCivil(y, mo, d)*24+h)*60+mi)*60+sec)*1000 + frac - off
+	if ms < MinTime || ms > MaxTime {
+		return 0, false
+	}
+	return ms, true
+}
+
+// digits parses a fixed-width run of decimal digits.
+func digits(b []byte) (int64, bool) {
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	return v, true
+}
+
+func daysIn(y, m int64) int64 {
+	switch m {
+	case 2:
+		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+// daysFromCivil returns the days from 1970-01-01 to y-m-d (proleptic
+// Gregorian, y >= 1), after Howard Hinnant's days_from_civil.
+func daysFromCivil(y, m, d int64) int64 {
+	if m <= 2 {
+		y--
+	}
+	era := y / 400
+	yoe := y - era*400
+	mp := (m + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
 }
 
 func isNumber(b []byte) bool {
