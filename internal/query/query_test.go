@@ -3,8 +3,8 @@ package query
 import (
 	"math"
 	"math/rand/v2"
-	"time"
 	"testing"
+	"time"
 )
 
 func TestAppendRepr(t *testing.T) {
@@ -191,7 +191,7 @@ func TestParseISOMatchesPackageTime(t *testing.T) {
 		"2006-01-02T15:04:05", "2006-01-02 15:04:05.000", "2006-01-02T15:04Z07:00", "2006-01-02T15:04", "2006-01-02",
 	}
 	for range 20000 {
-		ms := rng.Int64N(MaxTime - 2*86400000) + 86400000
+		ms := rng.Int64N(MaxTime-2*86400000) + 86400000
 		zone := time.FixedZone("", (rng.IntN(27*4)-14*4)*15*60)
 		if rng.IntN(3) == 0 {
 			zone = time.UTC
