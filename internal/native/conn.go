@@ -78,15 +78,33 @@ func (c *conn) serve() {
 		if line != nil {
 			if herr := c.handle(line); herr != nil {
 				c.finish()
+				c.linger()
 				return
 			}
 		}
 		if err != nil {
 			c.finish()
 			c.closeErr(err)
+			if err == errClose {
+				c.linger()
+			}
 			return
 		}
 	}
+}
+
+// linger half-closes a connection the server ends (overload, a line too
+// long, an error) and discards what the client still sends for a moment,
+// so that the client reads the last reply rather than a reset caused by
+// unread data.
+func (c *conn) linger() {
+	tc, ok := c.nc.(*net.TCPConn)
+	if !ok || c.stopping.Load() {
+		return
+	}
+	tc.CloseWrite()
+	tc.SetReadDeadline(time.Now().Add(time.Second))
+	io.CopyN(io.Discard, tc, 1<<20)
 }
 
 // finish commits the pending batch and writes every pending reply.
@@ -119,9 +137,12 @@ func (c *conn) next() ([]byte, error) {
 			return c.trim(line)
 		}
 	}
-	c.commit()
+	cerr := c.commit()
 	if err := c.flush(); err != nil {
 		return nil, err
+	}
+	if cerr != nil {
+		return nil, cerr
 	}
 	if c.stopping.Load() {
 		return nil, errClose

@@ -122,6 +122,9 @@ func (c *conn) gather(refs []tsdb.SeriesRef, mint, maxt int64) error {
 // at most MaxMetrics of them.
 func (c *conn) metrics() error {
 	names := c.s.opts.Store.Names(string(c.req.ID))
+	if names == nil {
+		names = []string{}
+	}
 	if len(names) > c.s.opts.MaxMetrics {
 		names = names[:c.s.opts.MaxMetrics]
 	}

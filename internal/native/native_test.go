@@ -1,0 +1,461 @@
+package native
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vigia-mon/vigia/internal/query"
+	"github.com/vigia-mon/vigia/internal/tsdb"
+)
+
+// countingWriter stores into a real DB and counts Write calls.
+type countingWriter struct {
+	db     *tsdb.DB
+	calls  atomic.Int64
+	fail   atomic.Pointer[error]
+	before func()
+}
+
+func (w *countingWriter) Write(s []tsdb.Sample) error {
+	w.calls.Add(1)
+	if w.before != nil {
+		w.before()
+	}
+	if err := w.fail.Load(); err != nil {
+		return *err
+	}
+	return w.db.Append(s)
+}
+
+// fakeAlerts is an Alerts whose Subscribe channel the test feeds.
+type fakeAlerts struct {
+	events chan []byte
+}
+
+func (a *fakeAlerts) AddRule(metric string, op query.Op, secs int64, limit float64, cmp string) (int64, error) {
+	return 1, nil
+}
+func (a *fakeAlerts) ListJSON() ([]byte, error) { return []byte("[]"), nil }
+func (a *fakeAlerts) DeleteRule(id int64) error { return nil }
+func (a *fakeAlerts) Subscribe() (<-chan []byte, func()) {
+	return a.events, func() {}
+}
+
+type testServer struct {
+	srv  *Server
+	addr string
+	db   *tsdb.DB
+	w    *countingWriter
+	done chan error
+}
+
+func startServer(t *testing.T, opts Options) *testServer {
+	t.Helper()
+	db, err := tsdb.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &countingWriter{db: db}
+	opts.Store = db
+	if opts.Writer == nil {
+		opts.Writer = w
+	}
+	srv := New(opts)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{srv: srv, addr: ln.Addr().String(), db: db, w: w, done: make(chan error, 1)}
+	go func() { ts.done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		<-ts.done
+		db.Close()
+	})
+	return ts
+}
+
+type client struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func dial(t *testing.T, addr string) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	return &client{t: t, conn: c, r: bufio.NewReader(c)}
+}
+
+func (c *client) send(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.conn, s); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// sendAsync writes s from another goroutine, for requests larger than the
+// socket buffers; a write error shows as a missing reply.
+func (c *client) sendAsync(s string) {
+	go io.WriteString(c.conn, s)
+}
+
+func (c *client) line() string {
+	c.t.Helper()
+	l, err := c.r.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("read reply: %v (got %q)", err, l)
+	}
+	return l
+}
+
+func (c *client) do(req string) string {
+	c.t.Helper()
+	c.send(req + "\n")
+	return strings.TrimSuffix(c.line(), "\n")
+}
+
+// expectClosed checks that the server closed the connection.
+func (c *client) expectClosed() {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if l, err := c.r.ReadString('\n'); err == nil || l != "" {
+		c.t.Fatalf("connection still open: read %q, %v", l, err)
+	}
+}
+
+func TestRequests(t *testing.T) {
+	ts := startServer(t, Options{Alerts: &fakeAlerts{}})
+	c := dial(t, ts.addr)
+	steps := []struct{ req, want string }{
+		{"QUERY x COUNT 1", "404 Metric Not Found"},
+		{"LOG x 1 2022-04-26T00:00:00", "201 Metric Inserted"},
+		{"LOG x 2 2022-04-26T00:00:00", "201 Metric Inserted"},
+		{"LOG x 0.5 2022-04-26T00:00:59.999Z", "201 Metric Inserted"},
+		{"LOG x 4 2022-04-26T00:01:00", "201 Metric Inserted"},
+		{"QUERY x COUNT 60", "200 [3, 1]"},
+		{"QUERY x AVG 60", "200 [1.1666666666666667, 4.0]"},
+		{"QUERY x MAX 60 2022-04-25T23:59:59", "200 [2.0, 4.0]"},
+		{"QUERY x MAX 60 2022-04-26T00:00:30", "200 [4.0]"},
+		{"QUERY x SUM 60 2022-04-26T00:00:00 2022-04-26T00:01:00", "200 [3.5]"},
+		{"QUERY x LAST 3600 2022-04-25", "200 [4.0]"},
+		{"QUERY x MIN 1 2023-01-01", "200 []"},
+		{"QUERY x MIN 1 2022-04-27 2022-04-26", "200 []"},
+		{"LOG x nan", "400 Bad Request -- LOG <id:str> <value:float>"},
+		{"PING", "200 PONG"},
+		{"METRICS", `200 ["x"]`},
+		{"METRICS y", `200 []`},
+		{"NEW-ALERT x MAX 1 1", "200 Alert Registered"},
+		{"ALERTS", "200 []"},
+		{"DELETE-ALERT 1", "200 Alert Deleted"},
+	}
+	for _, s := range steps {
+		if got := c.do(s.req); got != s.want {
+			t.Errorf("%s: got %q, want %q", s.req, got, s.want)
+		}
+	}
+}
+
+func TestAlertsDisabled(t *testing.T) {
+	ts := startServer(t, Options{})
+	c := dial(t, ts.addr)
+	for _, req := range []string{"ALERTS", "SUBSCRIBE", "DELETE-ALERT 1", "NEW-ALERT x MAX 1 1"} {
+		if got := c.do(req); got != strings.TrimSuffix(string(replyAlertsDisabled), "\n") {
+			t.Errorf("%s: %q", req, got)
+		}
+	}
+	if got := c.do("PING"); got != "200 PONG" {
+		t.Fatal(got)
+	}
+}
+
+// TestPipelinedLOGsShareWrites sends thousands of LOGs at once and checks
+// that they were committed in far fewer Write calls, replied in order.
+func TestPipelinedLOGsShareWrites(t *testing.T) {
+	ts := startServer(t, Options{})
+	c := dial(t, ts.addr)
+	const n = 10000
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "LOG p %d %d\n", i, 1650931200+i)
+		if i == n/2 {
+			b.WriteString("QUERY p COUNT 100000\n")
+		}
+	}
+	c.sendAsync(b.String())
+	for i := range n + 1 {
+		got := c.line()
+		want := "201 Metric Inserted\n"
+		if i == n/2+1 {
+			want = fmt.Sprintf("200 [%d]\n", n/2+1)
+		}
+		if got != want {
+			t.Fatalf("reply %d: %q, want %q", i, got, want)
+		}
+	}
+	if calls := ts.w.calls.Load(); calls > n/10 {
+		t.Errorf("%d LOGs took %d writes", n, calls)
+	}
+	if got := c.do("QUERY p COUNT 100000"); got != fmt.Sprintf("200 [%d]", n) {
+		t.Fatal(got)
+	}
+}
+
+func TestOverloadedStore(t *testing.T) {
+	ts := startServer(t, Options{})
+	ts.w.fail.Store(&tsdb.ErrOverloaded)
+	c := dial(t, ts.addr)
+	c.send("LOG a 1\nLOG a 2\n")
+	for range 2 {
+		if got := c.line(); got != "503 The server is busy, try again later\n" {
+			t.Fatalf("got %q", got)
+		}
+	}
+	c.expectClosed()
+	ts.w.fail.Store(nil)
+	c = dial(t, ts.addr)
+	if got := c.do("LOG a 3"); got != "201 Metric Inserted" {
+		t.Fatal(got)
+	}
+	if got := c.do("QUERY a COUNT 100"); got != "200 [1]" {
+		t.Fatalf("the refused LOGs were stored: %s", got)
+	}
+}
+
+func TestStoreError(t *testing.T) {
+	ts := startServer(t, Options{})
+	boom := errors.New("disk on fire")
+	ts.w.fail.Store(&boom)
+	c := dial(t, ts.addr)
+	if got := c.do("LOG a 1"); got != "500 Internal Server Error" {
+		t.Fatal(got)
+	}
+	c.expectClosed()
+}
+
+func TestMaxConns(t *testing.T) {
+	ts := startServer(t, Options{MaxConns: 2})
+	a, b := dial(t, ts.addr), dial(t, ts.addr)
+	a.do("PING")
+	b.do("PING")
+	c := dial(t, ts.addr)
+	c.send("PING\n")
+	if got := c.line(); got != "503 The server is busy, try again later\n" {
+		t.Fatal(got)
+	}
+	c.expectClosed()
+	a.conn.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for ts.srv.Stats().Conns > 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("closed connection still counted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := dial(t, ts.addr).do("PING"); got != "200 PONG" {
+		t.Fatal(got)
+	}
+}
+
+// TestMaxInflight holds one request in the store while another connection
+// sends one: it is refused and closed, and the first completes.
+func TestMaxInflight(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	ts := startServer(t, Options{MaxInflight: 1})
+	var once sync.Once
+	ts.w.before = func() {
+		once.Do(func() {
+			entered <- struct{}{}
+			<-release
+		})
+	}
+	a := dial(t, ts.addr)
+	a.send("LOG a 1\n")
+	<-entered
+	b := dial(t, ts.addr)
+	if got := b.do("LOG b 1"); got != "503 The server is busy, try again later" {
+		t.Fatal(got)
+	}
+	b.expectClosed()
+	close(release)
+	if got := a.line(); got != "201 Metric Inserted\n" {
+		t.Fatal(got)
+	}
+	if got := a.do("QUERY b COUNT 1"); got != "404 Metric Not Found" && got != "200 []" {
+		t.Fatalf("refused LOG stored: %s", got)
+	}
+}
+
+func TestLongLine(t *testing.T) {
+	ts := startServer(t, Options{})
+	for _, n := range []int{1000, MaxLine - len("LOG  1"), MaxLine - len("LOG  1") + 1, 3 * MaxLine} {
+		c := dial(t, ts.addr)
+		c.sendAsync("LOG " + strings.Repeat("x", n) + " 1\nPING\n")
+		got := c.line()
+		if got != "400 Bad Request -- LOG <id:str> <value:float>\n" {
+			t.Fatalf("line of %d bytes: %q", n, got)
+		}
+		if n > MaxLine-len("LOG  1") {
+			c.expectClosed()
+		} else if got := c.line(); got != "200 PONG\n" {
+			t.Fatalf("after a long id: %q", got)
+		}
+	}
+	if got := dial(t, ts.addr).do("PING"); got != "200 PONG" {
+		t.Fatal(got)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	ts := startServer(t, Options{IdleTimeout: 50 * time.Millisecond})
+	c := dial(t, ts.addr)
+	c.do("PING")
+	c.expectClosed()
+	if ts.srv.Stats().Timeouts == 0 {
+		t.Error("timeout not counted")
+	}
+}
+
+func TestLastLineWithoutNewline(t *testing.T) {
+	ts := startServer(t, Options{})
+	c := dial(t, ts.addr)
+	c.send("LOG a 1\r\nPING")
+	c.conn.(*net.TCPConn).CloseWrite()
+	if got := c.line(); got != "201 Metric Inserted\n" {
+		t.Fatal(got)
+	}
+	if got := c.line(); got != "200 PONG\n" {
+		t.Fatal(got)
+	}
+	c.expectClosed()
+}
+
+func TestEmptyLine(t *testing.T) {
+	ts := startServer(t, Options{})
+	c := dial(t, ts.addr)
+	if got := c.do(""); !strings.HasPrefix(got, "400 Bad Request -- Available commands:") {
+		t.Fatal(got)
+	}
+}
+
+// TestSubscribe checks that pushed ALERT lines never split a reply and
+// that the connection still answers requests.
+func TestSubscribe(t *testing.T) {
+	al := &fakeAlerts{events: make(chan []byte, 100)}
+	ts := startServer(t, Options{Alerts: al})
+	c := dial(t, ts.addr)
+	if got := c.do("SUBSCRIBE"); got != "200 Subscribed" {
+		t.Fatal(got)
+	}
+	go func() {
+		for i := range 50 {
+			al.events <- fmt.Appendf(nil, `{"id":%d}`, i)
+		}
+	}()
+	c.sendAsync(strings.Repeat("PING\n", 50))
+	pongs, alerts := 0, 0
+	for pongs < 50 || alerts < 50 {
+		switch l := c.line(); {
+		case l == "200 PONG\n":
+			pongs++
+		case strings.HasPrefix(l, `ALERT {"id":`) && strings.HasSuffix(l, "}\n"):
+			alerts++
+		default:
+			t.Fatalf("unexpected line %q", l)
+		}
+	}
+}
+
+// TestShutdownAnswersReadRequests checks that Shutdown answers what a
+// connection already sent before closing it.
+func TestShutdownAnswersReadRequests(t *testing.T) {
+	ts := startServer(t, Options{})
+	c := dial(t, ts.addr)
+	c.do("PING")
+	entered := make(chan struct{})
+	var once sync.Once
+	ts.w.before = func() {
+		once.Do(func() {
+			close(entered)
+			time.Sleep(50 * time.Millisecond)
+		})
+	}
+	c.send("LOG a 1\n")
+	<-entered
+	if err := ts.srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.line(); got != "201 Metric Inserted\n" {
+		t.Fatal(got)
+	}
+	c.expectClosed()
+	if err := <-ts.done; !errors.Is(err, ErrServerClosed) {
+		t.Fatal(err)
+	}
+	ts.done <- err0
+}
+
+var err0 error = ErrServerClosed
+
+// BenchmarkPipelinedLOG measures the server's cost per pipelined LOG
+// through a real store (group commit with fsync), one connection.
+func BenchmarkPipelinedLOG(b *testing.B) {
+	db, err := tsdb.Open(b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	srv := New(Options{Store: db, Writer: &countingWriter{db: db}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	const batch = 1000
+	var req []byte
+	for i := range batch {
+		req = fmt.Appendf(req, "LOG bench.gauge.s%06d %d.%02d 1650931200\n", i%100, i, i%100)
+	}
+	b.SetBytes(int64(len(req)) / batch)
+	r := bufio.NewReaderSize(conn, 64<<10)
+	done := make(chan error, 1)
+	b.ResetTimer()
+	go func() {
+		for i := 0; i < b.N; i += batch {
+			if _, err := conn.Write(req); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for i := 0; i < (b.N+batch-1)/batch*batch; i++ {
+		if _, err := r.ReadSlice('\n'); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+}
