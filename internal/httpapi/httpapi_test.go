@@ -1,0 +1,120 @@
+package httpapi
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigia-mon/vigia/internal/tsdb"
+)
+
+func newAPI(t *testing.T) (*httptest.Server, *tsdb.DB) {
+	t.Helper()
+	db, err := tsdb.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "vigia_test_total", Help: "test"})
+	reg.MustRegister(c)
+	c.Add(3)
+	srv := httptest.NewServer(Handler(Options{Store: db, Gatherer: reg}))
+	t.Cleanup(srv.Close)
+	return srv, db
+}
+
+func logSamples(t *testing.T, db *tsdb.DB, name string, labels []tsdb.Label, pts ...[2]float64) {
+	t.Helper()
+	ref, err := db.GetOrCreate([]byte(name), labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []tsdb.Sample
+	for _, p := range pts {
+		s = append(s, tsdb.Sample{Ref: ref, T: int64(p[0]), V: p[1]})
+	}
+	if err := db.Append(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func get(t *testing.T, method, url string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAPI(t *testing.T) {
+	srv, db := newAPI(t)
+	const t0 = 1650931200000
+	logSamples(t, db, "cpu", nil, [2]float64{t0, 0.5}, [2]float64{t0 + 30000, 1}, [2]float64{t0 + 70000, 4})
+	// A second series under the same name (labels from another entry
+	// point) is merged into the same windows.
+	logSamples(t, db, "cpu", []tsdb.Label{{Name: "host", Value: "b"}}, [2]float64{t0 + 10000, 2})
+	tests := []struct {
+		method, path string
+		code         int
+		body         string
+	}{
+		{"GET", "/healthz", 200, "ok\n"},
+		{"GET", "/api/v1/query?name=cpu&op=COUNT&secs=60", 200,
+			`{"name":"cpu","op":"COUNT","points":[{"start":"2022-04-26T00:00:00.000Z","value":3},{"start":"2022-04-26T00:01:00.000Z","value":1}],"secs":60}` + "\n"},
+		{"GET", "/api/v1/query?name=cpu&op=MAX&secs=60&from=2022-04-26T00:00:20&to=1650931300", 200,
+			`{"name":"cpu","op":"MAX","points":[{"start":"2022-04-26T00:00:20.000Z","value":4}],"secs":60}` + "\n"},
+		{"GET", "/api/v1/query?name=nope&op=MAX&secs=60", 404, `{"error":"metric not found"}` + "\n"},
+		{"GET", "/api/v1/query?name=cpu&op=P42&secs=60", 400, ""},
+		{"GET", "/api/v1/query?name=cpu&op=MAX&secs=0", 400, ""},
+		{"GET", "/api/v1/query?name=cpu&op=MAX&secs=1&from=yesterday", 400, ""},
+		{"GET", "/api/v1/export?name=cpu&to=2022-04-26T00:00:31", 200,
+			"time,value\n2022-04-26T00:00:00.000Z,0.5\n2022-04-26T00:00:10.000Z,2.0\n2022-04-26T00:00:30.000Z,1.0\n"},
+		{"GET", "/api/v1/export?name=cpu&format=json&from=1650931230", 200, "[[1650931230000,1],[1650931270000,4]]\n"},
+		{"GET", "/api/v1/export?name=cpu&format=xml", 400, ""},
+		{"GET", "/api/v1/metrics", 200, `["cpu"]` + "\n"},
+		{"GET", "/api/v1/metrics?prefix=x", 200, "[]\n"},
+		{"POST", "/api/v1/admin/flush", 200, ""},
+		{"GET", "/api/v1/admin/flush", 405, ""},
+		{"GET", "/api/v1/alerts", 404, ""},
+	}
+	for _, tt := range tests {
+		code, body := get(t, tt.method, srv.URL+tt.path)
+		if code != tt.code || tt.body != "" && body != tt.body {
+			t.Errorf("%s %s: %d %q, want %d %q", tt.method, tt.path, code, body, tt.code, tt.body)
+		}
+	}
+	// The flush moved the head into parts; answers are unchanged.
+	if st := db.Stats(); st.HeadSamples != 0 || st.Parts == 0 {
+		t.Errorf("after flush: %+v", st)
+	}
+	if _, body := get(t, "GET", srv.URL+"/api/v1/query?name=cpu&op=COUNT&secs=3600"); !strings.Contains(body, `"value":4`) {
+		t.Errorf("after flush: %s", body)
+	}
+	_, body := get(t, "GET", srv.URL+"/metrics")
+	if !strings.Contains(body, "vigia_test_total 3") {
+		t.Errorf("/metrics: %s", body)
+	}
+}
+
+func TestHealthNotReady(t *testing.T) {
+	db, err := tsdb.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	srv := httptest.NewServer(Handler(Options{Store: db, Gatherer: prometheus.NewRegistry(),
+		Ready: func() error { return io.ErrUnexpectedEOF }}))
+	defer srv.Close()
+	if code, _ := get(t, "GET", srv.URL+"/healthz"); code != 503 {
+		t.Fatal(code)
+	}
+}
