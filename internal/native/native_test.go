@@ -58,7 +58,7 @@ type testServer struct {
 	done chan error
 }
 
-func startServer(t *testing.T, opts Options) *testServer {
+func startServer(t testing.TB, opts Options) *testServer {
 	t.Helper()
 	db, err := tsdb.Open(t.TempDir(), nil)
 	if err != nil {
