@@ -24,8 +24,7 @@ import (
 // Store is the part of the metrics store the API reads. *tsdb.DB
 // implements it.
 type Store interface {
-	RefsByName(name []byte) []tsdb.SeriesRef
-	Scan(ref tsdb.SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool) error
+	query.Store
 	Names(prefix string) []string
 	Flush() error
 }
@@ -145,18 +144,18 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	refs := a.opts.Store.RefsByName([]byte(name))
-	if name == "" || len(refs) == 0 {
+	var ex query.Executor
+	pts, err := ex.Run(a.opts.Store, query.Spec{Name: []byte(name), Op: op, Step: secs * 1000,
+		From: mint, HasFrom: hasFrom, To: maxt, HasTo: maxt != math.MaxInt64})
+	if errors.Is(err, query.ErrNotFound) || name == "" {
 		writeError(w, http.StatusNotFound, "metric not found")
 		return
 	}
-	win := query.Windows{Op: op, Step: secs * 1000, Start: mint, HasStart: hasFrom}
-	if err := scanMerged(a.opts.Store, refs, mint, maxt, win.Add); err != nil {
+	if err != nil {
 		a.log.Error("query failed", "name", name, "err", err)
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	pts := win.Result()
 	out := make([]point, len(pts))
 	for i, p := range pts {
 		out[i] = point{Start: string(query.AppendTime(nil, p.Start)), Value: p.Value}

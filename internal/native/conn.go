@@ -39,9 +39,7 @@ type conn struct {
 	out      []byte        // replies not yet written
 	batch    []tsdb.Sample // LOG samples not yet committed
 	maxBatch int
-	win      query.Windows
-	gatherT  []int64
-	gatherV  []float64
+	qx       query.Executor
 	unsub    func()
 }
 

@@ -3,13 +3,10 @@ package native
 import (
 	"encoding/json"
 	"errors"
-	"math"
-	"slices"
 
 	"github.com/vigia-mon/vigia/internal/alert"
 	"github.com/vigia-mon/vigia/internal/native/wire"
 	"github.com/vigia-mon/vigia/internal/query"
-	"github.com/vigia-mon/vigia/internal/tsdb"
 )
 
 var replyAlertsDisabled = []byte("503 Alerts are disabled on this server\n")
@@ -39,82 +36,20 @@ func (c *conn) exec() error {
 // query answers QUERY: the windowed aggregate of every series named id.
 func (c *conn) query() error {
 	r := &c.req
-	st := c.s.opts.Store
-	refs := st.RefsByName(r.ID)
-	if len(refs) == 0 {
+	pts, err := c.qx.Run(c.s.opts.Store, query.Spec{
+		Name: r.ID, Op: r.Op, Step: r.Secs * 1000,
+		From: r.From, HasFrom: r.HasFrom, To: r.To, HasTo: r.HasTo,
+	})
+	switch {
+	case errors.Is(err, query.ErrNotFound):
 		c.out = append(c.out, wire.ReplyMetricNotFound...)
 		return nil
-	}
-	mint, maxt := int64(math.MinInt64), int64(math.MaxInt64)
-	if r.HasFrom {
-		mint = r.From
-	}
-	if r.HasTo {
-		maxt = r.To
-	}
-	w := &c.win
-	w.Reset()
-	w.Op, w.Step = r.Op, r.Secs*1000
-	if r.HasFrom {
-		w.Start, w.HasStart = r.From, true
-	}
-	if mint < maxt {
-		var err error
-		if len(refs) == 1 {
-			err = st.Scan(refs[0], mint, maxt, func(ts []int64, vs []float64) bool {
-				w.Add(ts, vs)
-				return true
-			})
-		} else {
-			err = c.gather(refs, mint, maxt)
-		}
-		if err != nil {
-			return c.internal(err)
-		}
+	case err != nil:
+		return c.internal(err)
 	}
 	c.out = append(c.out, "200 "...)
-	c.out = query.AppendPoints(c.out, r.Op, w.Result())
+	c.out = query.AppendPoints(c.out, r.Op, pts)
 	c.out = append(c.out, '\n')
-	return nil
-}
-
-// gather merges the samples of several series with one name (a name with
-// several label sets) in time order and feeds them to c.win.
-func (c *conn) gather(refs []tsdb.SeriesRef, mint, maxt int64) error {
-	type sample struct {
-		t int64
-		v float64
-	}
-	var all []sample
-	for _, ref := range refs {
-		err := c.s.opts.Store.Scan(ref, mint, maxt, func(ts []int64, vs []float64) bool {
-			for i := range ts {
-				all = append(all, sample{ts[i], vs[i]})
-			}
-			return true
-		})
-		if err != nil {
-			return err
-		}
-	}
-	slices.SortStableFunc(all, func(a, b sample) int {
-		switch {
-		case a.t < b.t:
-			return -1
-		case a.t > b.t:
-			return 1
-		}
-		return 0
-	})
-	ts, vs := c.gatherT[:0], c.gatherV[:0]
-	for _, s := range all {
-		ts = append(ts, s.t)
-		vs = append(vs, s.v)
-	}
-	c.win.Add(ts, vs)
-	if cap(ts) <= 1<<16 {
-		c.gatherT, c.gatherV = ts, vs
-	}
 	return nil
 }
 

@@ -18,9 +18,8 @@ import (
 // Store is the read side of the metrics store the protocol needs.
 // *tsdb.DB implements it.
 type Store interface {
+	query.Store
 	GetOrCreate(name []byte, labels []tsdb.Label) (tsdb.SeriesRef, error)
-	RefsByName(name []byte) []tsdb.SeriesRef
-	Scan(ref tsdb.SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool) error
 	Names(prefix string) []string
 }
 

@@ -114,6 +114,52 @@ func (w *Windows) Add(ts []int64, vs []float64) {
 	}
 }
 
+// AddAggregate folds a consolidated point, count samples with times in
+// [t, t+res) and their sum, min, max and last value, into the window that
+// holds t. The caller makes sure the whole [t, t+res) lies in that window
+// (Start and Step multiples of res) and feeds points and samples in time
+// order.
+func (w *Windows) AddAggregate(t, count int64, sum, lo, hi, last float64) {
+	if count <= 0 {
+		return
+	}
+	if !w.HasStart {
+		w.Start, w.HasStart = t, true
+	}
+	if t < w.Start {
+		return
+	}
+	if w.n == 0 || t >= w.Start+(w.k+1)*w.Step {
+		w.close()
+		w.k = (t - w.Start) / w.Step
+	}
+	if w.n == 0 {
+		switch w.Op {
+		case Avg, Sum:
+			w.acc = sum
+		case Max:
+			w.acc = hi
+		case Min:
+			w.acc = lo
+		case Last:
+			w.acc = last
+		}
+		w.n = count
+		return
+	}
+	w.n += count
+	switch w.Op {
+	case Avg, Sum:
+		w.acc += sum
+	case Max:
+		w.acc = max(w.acc, hi)
+	case Min:
+		w.acc = min(w.acc, lo)
+	case Last:
+		w.acc = last
+	}
+}
+
 func (w *Windows) close() {
 	if w.n == 0 {
 		return

@@ -453,6 +453,18 @@ func mergeArchiveSeries(in []*part, fn func(ref SeriesRef, pts []Aggregate, last
 	}
 }
 
+// ArchivedTo returns the time before which raw samples are gone: Scan finds
+// nothing older, and ScanAggregates serves those windows from the
+// archives. It is math.MinInt64 until retention first archives a day.
+func (db *DB) ArchivedTo() int64 {
+	db.viewMu.RLock()
+	defer db.viewMu.RUnlock()
+	if db.archivedTo == 0 {
+		return math.MinInt64
+	}
+	return db.archivedTo
+}
+
 // ScanAggregates calls fn with consecutive chunks of the consolidated
 // points of series ref at resolution res (one of ArchiveResolutions), for
 // every whole window that intersects [mint, maxt), oldest first; windows

@@ -1,0 +1,165 @@
+package query
+
+import (
+	"cmp"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/vigia-mon/vigia/internal/tsdb"
+)
+
+// ErrNotFound is returned by Run for a metric name with no series.
+var ErrNotFound = errors.New("metric not found")
+
+// Store is the store queries read. *tsdb.DB implements it.
+type Store interface {
+	RefsByName(name []byte) []tsdb.SeriesRef
+	Scan(ref tsdb.SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool) error
+	ScanAggregates(ref tsdb.SeriesRef, res time.Duration, mint, maxt int64, fn func([]tsdb.Aggregate) bool) error
+	ArchivedTo() int64
+}
+
+var _ Store = (*tsdb.DB)(nil)
+
+// Spec is one windowed query: QUERY <Name> <Op> <Step/1000> [From] [To].
+type Spec struct {
+	Name           []byte
+	Op             Op
+	Step           int64 // window width in milliseconds, > 0
+	From, To       int64 // bounds in unix ms: From inclusive, To exclusive
+	HasFrom, HasTo bool
+}
+
+// Executor runs queries, reusing its buffers. The zero value is ready; an
+// Executor is not safe for concurrent use.
+type Executor struct {
+	win  Windows
+	ts   []int64
+	vs   []float64
+	aggs []tsdb.Aggregate
+}
+
+// Run computes q's windows: one point per window holding samples, oldest
+// first. Raw samples answer wherever the store still keeps them, so the
+// result is exact; for older times, which the store keeps only as 1-minute,
+// 1-hour and 1-day archives, the coarsest archive whose points fit inside
+// the windows answers (Step and, when given, From and To must be multiples
+// of its resolution; otherwise those times hold no points). The returned
+// slice is valid until the next Run.
+func (e *Executor) Run(st Store, q Spec) ([]Point, error) {
+	refs := st.RefsByName(q.Name)
+	if len(refs) == 0 {
+		return nil, ErrNotFound
+	}
+	w := &e.win
+	w.Reset()
+	w.Op, w.Step = q.Op, q.Step
+	if q.HasFrom {
+		w.Start, w.HasStart = q.From, true
+	}
+	// Stored times lie in [MinTime, MaxTime]; bounds beyond would only
+	// overflow window arithmetic.
+	mint, maxt := MinTime, MaxTime+1
+	if q.HasFrom {
+		mint = q.From
+	}
+	if q.HasTo {
+		maxt = q.To
+	}
+	if mint >= maxt {
+		return w.Result(), nil
+	}
+	if archived := st.ArchivedTo(); mint < archived {
+		if res := archiveFor(q, archived); res > 0 {
+			if err := e.addArchived(st, refs, res, mint, min(maxt, archived)); err != nil {
+				return nil, err
+			}
+		}
+		mint = archived
+		if mint >= maxt {
+			return w.Result(), nil
+		}
+	}
+	if len(refs) == 1 {
+		err := st.Scan(refs[0], mint, maxt, func(ts []int64, vs []float64) bool {
+			w.Add(ts, vs)
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+		return w.Result(), nil
+	}
+	if err := e.addMerged(st, refs, mint, maxt); err != nil {
+		return nil, err
+	}
+	return w.Result(), nil
+}
+
+// archiveFor returns the coarsest archive resolution whose points each fall
+// inside one of q's windows, or 0 when none does.
+func archiveFor(q Spec, archived int64) time.Duration {
+	for _, res := range slices.Backward(tsdb.ArchiveResolutions) {
+		r := res.Milliseconds()
+		if q.Step%r == 0 && (!q.HasFrom || q.From%r == 0) && (!q.HasTo || q.To >= archived || q.To%r == 0) {
+			return res
+		}
+	}
+	return 0
+}
+
+// addArchived feeds the archive points of refs in [mint, maxt) to the
+// windows, in time order.
+func (e *Executor) addArchived(st Store, refs []tsdb.SeriesRef, res time.Duration, mint, maxt int64) error {
+	e.aggs = e.aggs[:0]
+	for _, ref := range refs {
+		err := st.ScanAggregates(ref, res, mint, maxt, func(a []tsdb.Aggregate) bool {
+			e.aggs = append(e.aggs, a...)
+			return true
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if len(refs) > 1 {
+		slices.SortStableFunc(e.aggs, func(a, b tsdb.Aggregate) int { return cmp.Compare(a.T, b.T) })
+	}
+	for _, a := range e.aggs {
+		e.win.AddAggregate(a.T, a.Count, a.Sum, a.Min, a.Max, a.Last)
+	}
+	if cap(e.aggs) > 1<<16 {
+		e.aggs = nil
+	}
+	return nil
+}
+
+// addMerged feeds the samples of several series (one name with several
+// label sets) to the windows in time order; equal times keep series order.
+func (e *Executor) addMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64) error {
+	ts, vs := e.ts[:0], e.vs[:0]
+	for _, ref := range refs {
+		err := st.Scan(ref, mint, maxt, func(t []int64, v []float64) bool {
+			ts = append(ts, t...)
+			vs = append(vs, v...)
+			return true
+		})
+		if err != nil {
+			return err
+		}
+	}
+	idx := make([]int32, len(ts))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortStableFunc(idx, func(a, b int32) int { return cmp.Compare(ts[a], ts[b]) })
+	st2, sv2 := make([]int64, len(ts)), make([]float64, len(ts))
+	for i, j := range idx {
+		st2[i], sv2[i] = ts[j], vs[j]
+	}
+	e.win.Add(st2, sv2)
+	if cap(ts) <= 1<<16 {
+		e.ts, e.vs = ts, vs
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+package query
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/vigia-mon/vigia/internal/tsdb"
+)
+
+type sample struct {
+	t int64
+	v float64
+}
+
+// model computes q over samples (time-sorted) the slow way.
+func model(samples []sample, q Spec) []Point {
+	w := Windows{Op: q.Op, Step: q.Step, Start: q.From, HasStart: q.HasFrom}
+	for _, s := range samples {
+		if q.HasFrom && s.t < q.From || q.HasTo && s.t >= q.To {
+			continue
+		}
+		w.Add([]int64{s.t}, []float64{s.v})
+	}
+	return w.Result()
+}
+
+func samePoints(got, want []Point, exact bool) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if got[i].Start != want[i].Start {
+			return false
+		}
+		g, w := got[i].Value, want[i].Value
+		if exact && g != w || math.Abs(g-w) > 1e-9*math.Max(1, math.Abs(w)) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestExecutorArchives queries a series whose older days only survive as
+// archives: windows aligned to an archive answer as the raw data did,
+// others answer from the raw data that is left.
+func TestExecutorArchives(t *testing.T) {
+	now := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	db, err := tsdb.Open(t.TempDir(), &tsdb.Options{
+		Now:           func() time.Time { return now },
+		RawRetention:  48 * time.Hour,
+		MergeInterval: 5 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	r := rand.New(rand.NewPCG(1, 1))
+	start := now.Add(-5 * 24 * time.Hour).UnixMilli()
+	var all []sample
+	var batch []tsdb.Sample
+	for ts := start; ts < now.UnixMilli(); ts += 7000 + r.Int64N(6000) {
+		v := math.Round(r.NormFloat64()*1000) / 100
+		all = append(all, sample{ts, v})
+		batch = append(batch, tsdb.Sample{Ref: ref, T: ts, V: v})
+	}
+	if err := db.Append(batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	day := int64(86400000)
+	from := start/day*day + day // an aligned from, in the archived days
+	queries := []Spec{
+		{Op: Max, Step: 60000},
+		{Op: Count, Step: 3600000, From: from, HasFrom: true},
+		{Op: Min, Step: day, From: from, HasFrom: true},
+		{Op: Last, Step: 600000, From: from, HasFrom: true, To: now.UnixMilli() - 3600000, HasTo: true},
+		{Op: Avg, Step: 3600000, From: from, HasFrom: true},
+		{Op: Sum, Step: 2 * day, From: from - day, HasFrom: true},
+	}
+	var ex Executor
+	for _, q := range queries {
+		q.Name = []byte("m")
+		got, err := ex.Run(db, q)
+		if err != nil || !samePoints(got, model(all, q), true) {
+			t.Fatalf("before retention: %+v: %v", q, err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for db.ArchivedTo() == math.MinInt64 {
+		if time.Now().After(deadline) {
+			t.Fatal("retention did not archive")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	archived := db.ArchivedTo()
+	if archived <= from {
+		t.Fatalf("archived to %d, before the queries' from %d", archived, from)
+	}
+	for _, q := range queries {
+		q.Name = []byte("m")
+		got, err := ex.Run(db, q)
+		exact := q.Op != Avg && q.Op != Sum // sums add up in another order
+		want := model(all, q)
+		if !q.HasFrom {
+			// The first window starts at the first archive point, the
+			// start of the first sample's minute.
+			q.From, q.HasFrom = start/60000*60000, true
+			want = model(all, q)
+		}
+		if err != nil || !samePoints(got, want, exact) {
+			t.Fatalf("after retention: %+v: %v\ngot  %v\nwant %v", q, err, head(got), head(want))
+		}
+	}
+	// Windows that archive points do not fit: only the raw data left answers.
+	q := Spec{Name: []byte("m"), Op: Count, Step: 60000, From: from + 30000, HasFrom: true}
+	got, _ := ex.Run(db, q)
+	var left []sample
+	for _, s := range all {
+		if s.t >= archived {
+			left = append(left, s)
+		}
+	}
+	if want := model(left, q); !samePoints(got, want, true) {
+		t.Fatalf("unaligned: got %v, want %v", head(got), head(want))
+	}
+	if _, err := ex.Run(db, Spec{Name: []byte("nope"), Op: Max, Step: 1000}); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+}
+
+func head(p []Point) []Point { return p[:min(len(p), 5)] }
