@@ -1,8 +1,3 @@
-//go:build e2e
-
-// The end-to-end test needs cmd/vigia with the alert monitor wired in;
-// until then it runs only with -tags e2e.
-
 package alert_test
 
 import (
