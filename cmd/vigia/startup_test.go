@@ -1,0 +1,120 @@
+package main
+
+// End-to-end tests of the server's start: a port in use, a data dir in use
+// or unusable make it exit non-zero at once with one line that says what
+// to do.
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// startFails runs the server with args, expects it to exit non-zero with
+// nothing on stdout and exactly one line on stderr containing every one of
+// wants, and returns that line.
+func startFails(t *testing.T, dataDir string, args []string, wants ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
+	defer cancel()
+	proto := serverCommand(t, dataDir, args...)
+	cmd := exec.CommandContext(ctx, proto.Path, proto.Args[1:]...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("server still running %v after start, want an exit:\n%s", exitTimeout, stderr.String())
+	}
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() == 0 {
+		t.Fatalf("exit %v, want a non-zero status; stderr:\n%s", err, stderr.String())
+	}
+	line := stderr.String()
+	if strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") || stdout.Len() > 0 {
+		t.Errorf("stderr %q and stdout %q, want one line on stderr", line, stdout.String())
+	}
+	for _, w := range wants {
+		if !strings.Contains(line, w) {
+			t.Errorf("stderr %q does not say %q", line, w)
+		}
+	}
+	t.Logf("stderr: %s", line)
+	return line
+}
+
+func TestStartupErrors(t *testing.T) {
+	t.Parallel()
+	binary(t)
+	busyLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busyLn.Close() })
+	inUse := busyLn.Addr().String()
+
+	t.Run("native port in use", func(t *testing.T) {
+		t.Parallel()
+		startFails(t, t.TempDir(), []string{"--native-addr", inUse}, inUse, "already in use", "--native-addr")
+	})
+	t.Run("http port in use", func(t *testing.T) {
+		t.Parallel()
+		startFails(t, t.TempDir(), []string{"--http-addr", inUse}, inUse, "already in use", "--http-addr")
+	})
+	t.Run("bad address", func(t *testing.T) {
+		t.Parallel()
+		startFails(t, t.TempDir(), []string{"--native-addr", "127.0.0.1:99999"}, "--native-addr")
+	})
+	t.Run("data dir in use", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		first := startServer(t, dir, "--http-addr", "off")
+		startFails(t, dir, nil, dir, "in use", "--data-dir")
+		// The running server is unharmed.
+		first.alive()
+		c := first.dial()
+		c.expect("LOG still.here 1", wantInserted)
+		c.expect("QUERY still.here COUNT 100000", "200 [1]")
+	})
+	t.Run("data dir under a file", func(t *testing.T) {
+		t.Parallel()
+		file := filepath.Join(t.TempDir(), "file")
+		if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(file, "data")
+		startFails(t, dir, nil, dir, "--data-dir")
+	})
+	t.Run("data dir is a file", func(t *testing.T) {
+		t.Parallel()
+		file := filepath.Join(t.TempDir(), "file")
+		if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		startFails(t, file, nil, file, "--data-dir")
+	})
+	t.Run("data dir read-only", func(t *testing.T) {
+		t.Parallel()
+		if os.Geteuid() == 0 {
+			t.Skip("root writes to read-only directories")
+		}
+		dir := filepath.Join(t.TempDir(), "ro")
+		if err := os.Mkdir(dir, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		startFails(t, dir, nil, dir, "not writable", "--data-dir")
+	})
+	t.Run("bad flag", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, binary(t), "server", "--max-conns", "many").CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+			t.Errorf("bad flag value: %v, want exit status 2\n%s", err, out)
+		}
+	})
+}
