@@ -1,0 +1,251 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	buildBin  string
+	buildErr  error
+	buildDir  string
+)
+
+// vigiaBinary builds cmd/vigia once per test binary and returns its path.
+func vigiaBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := osMkdirTemp()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildDir = dir
+		buildBin = filepath.Join(dir, "vigia")
+		out, err := exec.Command("go", "build", "-o", buildBin, "github.com/vigia-mon/vigia/cmd/vigia").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildBin
+}
+
+// startTestServer starts the real binary in a fresh data dir and stops it at
+// the end of the test.
+func startTestServer(t *testing.T, o ServerOptions) *Server {
+	t.Helper()
+	o.Bin = vigiaBinary(t)
+	if o.DataDir == "" {
+		o.DataDir = filepath.Join(t.TempDir(), "data")
+	}
+	srv, err := StartServer(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Stop(30 * time.Second); err != nil {
+			t.Errorf("stop server: %v", err)
+		}
+	})
+	return srv
+}
+
+func TestBenchEndToEnd(t *testing.T) {
+	srv := startTestServer(t, ServerOptions{Args: []string{"--retention", "8760h"}})
+	var progress bytes.Buffer
+	res, err := Bench(context.Background(), BenchOptions{
+		Addr: srv.NativeAddr, HTTPAddr: srv.HTTPAddr, PID: srv.PID(),
+		Data:          Dataset{Series: 20, Points: 50},
+		Conns:         3,
+		PacedDuration: 300 * time.Millisecond,
+		LongPoints:    5000,
+		Queries:       3,
+		Progress:      &progress,
+	})
+	if err != nil {
+		t.Fatalf("%v\nprogress:\n%s\nserver:\n%s", err, progress.String(), srv.Output())
+	}
+	if res.Ingest.Samples != 1000 || !(res.Ingest.SamplesPerSec > 0) {
+		t.Errorf("ingest: %+v, want 1000 samples acknowledged", res.Ingest)
+	}
+	if d := res.Disk; d == nil || d.Samples != 1000 || !(d.BytesPerSample > 0) || d.WALBytes != 0 {
+		t.Errorf("disk: %+v, want 1000 samples flushed and some bytes per sample", d)
+	}
+	if p := res.Paced; p == nil || p.Samples == 0 || p.Measured == 0 || !(p.P99Ms >= p.P50Ms) || !(p.MaxMs >= p.P99Ms) {
+		t.Errorf("latency: %+v, want requests acknowledged and measured", p)
+	}
+	if q := res.Query; q == nil || q.Samples != 5000 || q.Windows != 84 || q.Head.N != 3 || q.Parts.N != 3 {
+		t.Errorf("query: %+v, want 84 windows over 5000 samples, timed 3 times from head and parts", q)
+	}
+	if m := res.Memory; m == nil || m.PeakAfterIngest <= 0 || m.Peak < m.PeakAfterIngest {
+		t.Errorf("memory: %+v", m)
+	}
+
+	// The server holds the data set's values: the counter's maximum is its
+	// 50th point, the gauge's first window its first point.
+	s1, s0 := NewSeries("bench", DefaultSeed, 1), NewSeries("bench", DefaultSeed, 0)
+	var last float64
+	for range 50 {
+		last = s1.Next()
+	}
+	first := s0.AppendValue(nil, s0.Next())
+	qc, err := dialQuery(context.Background(), srv.NativeAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qc.close()
+	from := res.Start
+	for req, want := range map[string]string{
+		fmt.Sprintf("QUERY bench.counter.s000001 MAX 50 %d %d", from, from+50): fmt.Sprintf("200 [%d.0]", int64(last)),
+		fmt.Sprintf("QUERY bench.gauge.s000000 MAX 1 %d %d", from, from+1):     fmt.Sprintf("200 [%s]", strings.TrimRight(strings.TrimRight(string(first), "0"), ".")),
+		fmt.Sprintf("QUERY bench.gauge.s000000 COUNT 50 %d %d", from, from+50): "200 [50]",
+	} {
+		got, _, err := qc.do(req, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(want, "200 [") || !equalReply(string(got), want) {
+			t.Errorf("%s: %q, want %q", req, got, want)
+		}
+	}
+
+	var report bytes.Buffer
+	if err := res.WriteReport(&report); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"samples/s acknowledged", "bytes/sample", "LOG latency", "QUERY long.gauge.s000000 MAX 60", "peak"} {
+		if !strings.Contains(report.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, report.String())
+		}
+	}
+}
+
+// equalReply compares two "200 [v]" replies by value, so that 25.4 and
+// 25.40 match.
+func equalReply(got, want string) bool {
+	if got == want {
+		return true
+	}
+	g, err1 := strconv.ParseFloat(strings.TrimSuffix(strings.TrimPrefix(got, "200 ["), "]"), 64)
+	w, err2 := strconv.ParseFloat(strings.TrimSuffix(strings.TrimPrefix(want, "200 ["), "]"), 64)
+	return err1 == nil && err2 == nil && g == w
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var totalAckedRE = regexp.MustCompile(`total_acked=(\d+)`)
+
+// lastTotalAcked returns the last total_acked of Load's report lines.
+func lastTotalAcked(out string) int64 {
+	m := totalAckedRE.FindAllStringSubmatch(out, -1)
+	if len(m) == 0 {
+		return -1
+	}
+	n, _ := strconv.ParseInt(m[len(m)-1][1], 10, 64)
+	return n
+}
+
+// waitFor polls cond every 20 ms until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestLoadSurvivesRestart runs test clients against a server, stops the
+// server, starts it again on the same address, and checks that the clients
+// reconnect and go on, and that Load stops cleanly.
+func TestLoadSurvivesRestart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	srv := startTestServer(t, ServerOptions{DataDir: dir})
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		tot LoadTotals
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		tot, err := Load(ctx, LoadOptions{
+			Addr: srv.NativeAddr, Clients: 2, Rate: 200, Metrics: 3, Prefix: "lt",
+			Interval: 50 * time.Millisecond, Out: &out, Logger: discardLogger(),
+		})
+		done <- result{tot, err}
+	}()
+	waitFor(t, "acknowledged requests", 10*time.Second, func() bool { return lastTotalAcked(out.String()) >= 20 })
+	if err := srv.Stop(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	before := lastTotalAcked(out.String())
+	waitFor(t, "the clients to notice", 10*time.Second, func() bool {
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		return strings.Contains(lines[len(lines)-1], "conns=0/2")
+	})
+	srv2 := startTestServer(t, ServerOptions{DataDir: dir, NativeAddr: srv.NativeAddr, HTTPAddr: srv.HTTPAddr})
+	waitFor(t, "acknowledgements after the restart", 15*time.Second, func() bool { return lastTotalAcked(out.String()) >= before+20 })
+	cancel()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Load did not return after its context was cancelled")
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	tot := r.tot
+	if tot.Reconnects < 2 || tot.Errors < 2 || tot.Acked < uint64(before)+20 || tot.Sent < tot.Acked || tot.P99 <= 0 {
+		t.Errorf("totals %+v: want 2 reconnects, errors while the server was down, and acknowledgements on both sides\n%s", tot, out.String())
+	}
+	if !strings.Contains(out.String(), "summary: clients=2") {
+		t.Errorf("no summary line:\n%s", out.String())
+	}
+	// What was acknowledged is stored.
+	qc, err := dialQuery(context.Background(), srv2.NativeAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qc.close()
+	got, _, err := qc.do("QUERY lt.c1.m2 COUNT 100000", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(string(got), "200 ["), "]")); err != nil || n < 2 {
+		t.Errorf("QUERY lt.c1.m2 COUNT: %q", got)
+	}
+}

@@ -1,0 +1,83 @@
+package loadgen
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// WriteReport writes r for people to read.
+func (r *BenchResult) WriteReport(w io.Writer) error {
+	pr := &printer{w: w}
+	m := r.Machine
+	pr.f("vigia bench: %d series x %d points = %d samples (seed %d), %d connections\n",
+		r.Series, r.Points, int64(r.Series)*int64(r.Points), r.Seed, r.Conns)
+	pr.f("machine:     %d cores (%s), %s\n", m.Cores, m.CPU, m.OS)
+	in := r.Ingest
+	how := "requests generated before the clock started"
+	if r.Live {
+		how = "requests generated while sending"
+	}
+	pr.f("ingest:      %s samples/s acknowledged (%d in %.2f s, %s of requests; %s)\n",
+		grouped(in.SamplesPerSec), in.Samples, in.Seconds, mb(in.RequestBytes), how)
+	if in.Commits > 0 {
+		pr.f("             %d group commits, %.0f samples per commit\n", in.Commits, in.SamplesPerCommit)
+	}
+	if d := r.Disk; d != nil {
+		pr.f("disk:        %.3f bytes/sample after a flush (%s for %d samples; flush took %.2f s; WAL left %s)\n",
+			d.BytesPerSample, mb(d.Bytes), d.Samples, d.FlushSeconds, mb(d.WALBytes))
+	}
+	if p := r.Paced; p != nil {
+		pr.f("LOG latency: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms at %s LOG/s (target %s, %.2f of the ingest rate) for %.1f s\n",
+			p.P50Ms, p.P99Ms, p.P999Ms, p.MaxMs, grouped(p.SentPerSec), grouped(p.TargetPerSec),
+			p.TargetPerSec/max(in.SamplesPerSec, 1), p.Seconds)
+	}
+	if q := r.Query; q != nil {
+		pr.f("QUERY:       %s over %d samples (%d windows, %s reply), %d times each:\n",
+			q.Request, q.Samples, q.Windows, mb(int64(q.ReplyBytes)), q.Head.N)
+		pr.f("               from the head: median %.2f ms, p99 %.2f ms (min %.2f, max %.2f)\n",
+			q.Head.MedianMs, q.Head.P99Ms, q.Head.MinMs, q.Head.MaxMs)
+		if q.Parts.N > 0 {
+			pr.f("               from parts:    median %.2f ms, p99 %.2f ms (min %.2f, max %.2f)\n",
+				q.Parts.MedianMs, q.Parts.P99Ms, q.Parts.MinMs, q.Parts.MaxMs)
+		}
+		pr.f("             (loading the series on one connection took %.2f s)\n", q.LoadSeconds)
+	}
+	if mem := r.Memory; mem != nil {
+		pr.f("server RSS:  peak %s after ingest and flush, peak %s at the end (VmHWM); %s now\n",
+			mb(mem.PeakAfterIngest), mb(mem.Peak), mb(mem.Current))
+	}
+	return pr.err
+}
+
+type printer struct {
+	w   io.Writer
+	err error
+}
+
+func (p *printer) f(format string, args ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintf(p.w, format, args...)
+	}
+}
+
+// mb prints n bytes in megabytes (10^6).
+func mb(n int64) string {
+	if n < 1e6 {
+		return strconv.FormatFloat(float64(n)/1e3, 'f', 1, 64) + " kB"
+	}
+	return strconv.FormatFloat(float64(n)/1e6, 'f', 1, 64) + " MB"
+}
+
+// grouped prints v rounded, with thousands separated by commas.
+func grouped(v float64) string {
+	s := strconv.FormatInt(int64(v+0.5), 10)
+	var out []byte
+	for i := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
