@@ -58,9 +58,9 @@ var replayedRE = regexp.MustCompile(`replayed_samples=(\d+)`)
 // start.
 func (s *testServer) replayed() int {
 	s.t.Helper()
-	m := replayedRE.FindAllStringSubmatch(s.out.String(), -1)
+	m := replayedRE.FindAllStringSubmatch(s.log(), -1)
 	if m == nil {
-		s.t.Fatalf("the server's log does not tell how many samples it replayed:\n%s", s.out)
+		s.t.Fatalf("the server's log does not tell how many samples it replayed:\n%s", s.log())
 	}
 	n, _ := strconv.Atoi(m[len(m)-1][1])
 	return n
@@ -262,8 +262,8 @@ func TestGracefulStop(t *testing.T) {
 	if w.err != nil {
 		t.Errorf("pipelining through the SIGTERM: %v", w.err)
 	}
-	if !strings.Contains(s.out.String(), "flushed") {
-		t.Errorf("the log does not say the store was flushed:\n%s", s.out)
+	if !strings.Contains(s.log(), "flushed") {
+		t.Errorf("the log does not say the store was flushed:\n%s", s.log())
 	}
 	t.Logf("SIGTERM after %d acknowledged samples", w.acked.Load())
 
@@ -277,4 +277,53 @@ func TestGracefulStop(t *testing.T) {
 	if code := s.terminate(); code != 0 {
 		t.Errorf("exit status %d after SIGTERM of an idle server, want 0", code)
 	}
+}
+
+// TestOutOfOrderSamples logs samples out of time order, before and after a
+// flush into parts, into two day partitions: QUERY sees them in time
+// order, and still does after SIGKILL and after SIGTERM.
+func TestOutOfOrderSamples(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir())
+	c := s.dial()
+	at := func(sec int) string { return fmt.Sprint(baseSec + sec) }
+	c.expect("LOG ooo 1 "+at(10), wantInserted)
+	c.expect("LOG ooo 2 "+at(0), wantInserted)
+	c.expect("LOG ooo 3 "+at(5), wantInserted)
+	c.expect("QUERY ooo LAST 5", "200 [2.0, 3.0, 1.0]")
+	c.expect("QUERY ooo COUNT 5", "200 [1, 1, 1]")
+	if code, body := httpPost(t, "http://"+s.http+"/api/v1/admin/flush"); code != 200 {
+		t.Fatalf("flush: %d %s", code, body)
+	}
+	c.expect("LOG ooo 4 "+at(7), wantInserted)
+	c.expect("LOG ooo 5 "+at(3-86400), wantInserted) // the day before
+	c.expect("LOG ooo 6 "+at(2), wantInserted)
+	check := func(when string) {
+		t.Helper()
+		for _, tc := range []struct{ req, want string }{
+			// [0, 5): 2 then 6; [5, 10): 3 then 4; [10, 15): 1.
+			{"QUERY ooo LAST 5 " + at(0), "200 [6.0, 4.0, 1.0]"},
+			{"QUERY ooo MIN 5 " + at(0), "200 [2.0, 3.0, 1.0]"},
+			// From the first sample, the day before: [-86397, 3) holds
+			// three samples, [3, 86403) the other three.
+			{"QUERY ooo COUNT 86400", "200 [3, 3]"},
+			{"QUERY ooo SUM 86400", "200 [13.0, 8.0]"},
+			{"QUERY ooo LAST 1", "200 [5.0, 2.0, 6.0, 3.0, 4.0, 1.0]"},
+		} {
+			if got := c.do(tc.req); got != tc.want+"\n" {
+				t.Errorf("%s: %s: got %q, want %q", when, tc.req, got, tc.want+"\n")
+			}
+		}
+	}
+	check("before any restart")
+	s.kill()
+	s.restart()
+	c = s.dial()
+	check("after SIGKILL")
+	if code := s.terminate(); code != 0 {
+		t.Errorf("exit status %d after SIGTERM", code)
+	}
+	s.restart()
+	c = s.dial()
+	check("after SIGTERM")
 }

@@ -69,7 +69,7 @@ func pipelineModel(rng *rand.Rand, prefix string, n int) (reqs string, replies [
 		switch k := rng.IntN(20); {
 		case k < 11:
 			v := rng.IntN(1000)
-			req = fmt.Sprintf("LOG %s %d %s", id, v, secs(baseSec*1000+int64(i)))
+			req = fmt.Sprintf("LOG %s %d %s", id, v, secs(int64(baseSec)*1000+int64(i)))
 			reply = wantInserted
 			count[id]++
 			sum[id] += v
@@ -193,7 +193,7 @@ func concurrentClient(addr string, ci, rounds int) error {
 	id := fmt.Sprintf("conc.%d", ci)
 	for i := range rounds {
 		v := ci*1000 + i
-		ms := baseSec*1000 + int64(ci)*1_000_000 + int64(i)
+		ms := int64(baseSec)*1000 + int64(ci)*1_000_000 + int64(i)
 		// Two LOGs and a QUERY in one write, then one LOG alone.
 		reqs := []string{
 			fmt.Sprintf("LOG %s %d %s\nLOG conc.shared %d %s\nQUERY %s COUNT 1000000\n", id, v, secs(ms), v, secs(ms), id),
@@ -402,7 +402,7 @@ func TestMaxInflight(t *testing.T) {
 func inflightClient(nc net.Conn, id string, n int) (int, error) {
 	var b strings.Builder
 	for i := range n {
-		fmt.Fprintf(&b, "LOG %s %d %s\n", id, i, secs(baseSec*1000+int64(i)))
+		fmt.Fprintf(&b, "LOG %s %d %s\n", id, i, secs(int64(baseSec)*1000+int64(i)))
 	}
 	replies, err := pipeline(nc, b.String(), n, nil)
 	acked, busy := 0, 0
@@ -606,14 +606,14 @@ func TestHTTP(t *testing.T) {
 		res.Points[0].Value != 2 || res.Points[1].Value != 0.5 {
 		t.Errorf("/api/v1/query: %s", body)
 	}
-	for i, want := range []time.Time{time.Unix(baseSec, 0), time.Unix(baseSec+20, 0)} {
+	for i, want := range []time.Time{time.Unix(int64(baseSec), 0), time.Unix(int64(baseSec+20), 0)} {
 		if i < len(res.Points) {
 			if got, err := time.Parse(time.RFC3339, res.Points[i].Start); err != nil || !got.Equal(want) {
 				t.Errorf("/api/v1/query: point %d starts %q, want %v", i, res.Points[i].Start, want.UTC())
 			}
 		}
 	}
-	code, body = httpGet(t, fmt.Sprintf("%s/api/v1/query?name=h.cpu&op=COUNT&secs=60&from=2022-04-26T00:00:00Z&to=2022-04-26T00:00:25Z", base))
+	code, body = httpGet(t, fmt.Sprintf("%s/api/v1/query?name=h.cpu&op=COUNT&secs=60&from=%sZ&to=%sZ", base, baseISO(0), baseISO(25)))
 	if code != 200 || !strings.Contains(body, `"value":2}`) {
 		t.Errorf("/api/v1/query COUNT with from and to: %d %s", code, body)
 	}

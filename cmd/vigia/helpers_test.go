@@ -110,6 +110,12 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.b.Write(p)
 }
 
+func (b *syncBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Len()
+}
+
 func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -122,7 +128,8 @@ type testServer struct {
 	dataDir string
 	args    []string
 	cmd     *exec.Cmd
-	out     *syncBuffer // stdout and stderr
+	out     *syncBuffer // stdout and stderr of every run
+	runAt   int         // where the current run's output starts in out
 	exited  chan struct{}
 	waitErr error // cmd.Wait's result, set when exited is closed
 
@@ -141,6 +148,9 @@ func startServer(t testing.TB, dataDir string, args ...string) *testServer {
 	s.start()
 	t.Cleanup(func() {
 		s.kill()
+		if strings.Contains(s.out.String(), "WARNING: DATA RACE") {
+			t.Errorf("data race in the server (built with VIGIA_E2E_RACE set)")
+		}
 		if t.Failed() {
 			t.Logf("log of the server on %s:\n%s", s.dataDir, s.out)
 		}
@@ -164,7 +174,10 @@ var listeningRE = regexp.MustCompile(`msg="(native protocol|http) listening" add
 func (s *testServer) start() {
 	s.t.Helper()
 	s.cmd = serverCommand(s.t, s.dataDir, s.args...)
-	s.out = &syncBuffer{}
+	if s.out == nil {
+		s.out = &syncBuffer{}
+	}
+	s.runAt = s.out.Len()
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
@@ -183,7 +196,7 @@ func (s *testServer) start() {
 	s.native, s.http = "", ""
 	deadline := time.Now().Add(startTimeout)
 	for {
-		for _, m := range listeningRE.FindAllStringSubmatch(s.out.String(), -1) {
+		for _, m := range listeningRE.FindAllStringSubmatch(s.log(), -1) {
 			if m[1] == "http" {
 				s.http = m[2]
 			} else {
@@ -195,7 +208,7 @@ func (s *testServer) start() {
 		}
 		select {
 		case <-s.exited:
-			s.t.Fatalf("server exited at start: %v\n%s", s.waitErr, s.out)
+			s.t.Fatalf("server exited at start: %v\n%s", s.waitErr, s.log())
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -203,6 +216,11 @@ func (s *testServer) start() {
 			s.t.Fatalf("server did not listen within %v:\n%s", startTimeout, s.out)
 		}
 	}
+}
+
+// log returns the output of the current or last run.
+func (s *testServer) log() string {
+	return s.out.String()[s.runAt:]
 }
 
 // running reports whether the process is still running.
@@ -411,6 +429,14 @@ const (
 	wantNewAlertUsage = "400 Bad Request -- NEW-ALERT <id:str> <op:AVG|MAX|MIN|COUNT> <secs:int> <limit:float>"
 )
 
-// baseSec is 2022-04-26T00:00:00Z in unix seconds, the base of the timestamps
-// the tests log.
-const baseSec = 1650931200
+// baseSec is midnight UTC two days ago, in unix seconds: the base of the
+// timestamps the tests log. Samples this recent stay raw for the default
+// --retention (10 days); older ones would be folded into the archives at
+// the next retention pass.
+var baseSec = int(time.Now().UTC().Truncate(24*time.Hour).Unix()) - 2*86400
+
+// baseISO returns baseSec plus sec seconds as an ISO 8601 UTC date
+// without a zone, such as "2022-04-26T00:00:00".
+func baseISO(sec int) string {
+	return time.Unix(int64(baseSec+sec), 0).UTC().Format("2006-01-02T15:04:05")
+}

@@ -117,9 +117,11 @@ func TestProtocolAlerts(t *testing.T) {
 // it, and from the next one does not.
 func TestLogTimestamps(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, t.TempDir(), "--http-addr", "off")
+	// The dates are fixed and years old: a long --retention keeps them raw
+	// should a retention pass run meanwhile.
+	s := startServer(t, t.TempDir(), "--http-addr", "off", "--retention", "100000h")
 	c := s.dial()
-	const base = baseSec * 1000
+	const base = 1650931200 * 1000 // 2022-04-26T00:00:00Z
 	cases := []struct {
 		ts string
 		ms int64
@@ -203,7 +205,7 @@ func TestQueryWindows(t *testing.T) {
 		{"QUERY w COUNT 1 " + at(40), "200 [1]"},
 		// One window holding everything, and windows wider than the data.
 		{"QUERY w COUNT 3600", "200 [5]"},
-		{"QUERY w SUM 86400 2022-04-26", "200 [116.0]"},
+		{"QUERY w SUM 86400 " + baseISO(0)[:10], "200 [116.0]"},
 		// Empty results.
 		{"QUERY w AVG 10 " + at(41), "200 []"},
 		{"QUERY w AVG 10 " + at(100) + " " + at(200), "200 []"},
@@ -302,9 +304,9 @@ func TestLineSyntax(t *testing.T) {
 
 	// Three samples in one millisecond, and two without a timestamp sent
 	// together: every one counts.
-	c.expect("LOG dup 1 1650931200.123", wantInserted)
-	c.expect("LOG dup 1 2022-04-26T00:00:00.123Z", wantInserted)
-	c.expect("LOG dup 2 1650931200.123", wantInserted)
+	c.expect("LOG dup 1 "+ts+".123", wantInserted)
+	c.expect("LOG dup 1 "+baseISO(0)+".123Z", wantInserted)
+	c.expect("LOG dup 2 "+ts+".123", wantInserted)
 	c.expect("QUERY dup COUNT 1", "200 [3]")
 	c.expect("QUERY dup SUM 1", "200 [4.0]")
 	c.expect("QUERY dup LAST 1", "200 [2.0]")
