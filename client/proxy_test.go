@@ -158,8 +158,13 @@ func (p *faultyProxy) accept(longDelay time.Duration) {
 				}
 				switch {
 				case p.roll(proxyLongDelay):
-					p.count(0, 0, 0, 1)
+					// The client gives up waiting and closes; a reply
+					// written after that could still land in its socket
+					// buffer and be counted as delivered, so the proxy
+					// cuts the connection instead.
+					p.count(0, 0, 1, 1)
 					time.Sleep(longDelay)
+					return
 				case p.roll(proxyDelay):
 					p.count(0, 0, 0, 1)
 					time.Sleep(time.Duration(rand.IntN(40)) * time.Millisecond)
