@@ -327,3 +327,70 @@ func TestOutOfOrderSamples(t *testing.T) {
 	c = s.dial()
 	check("after SIGTERM")
 }
+
+// TestArchivedQueries logs samples older than the raw retention, lets
+// retention fold them into the 1-minute, 1-hour and 1-day archives, and
+// checks that QUERY gives the same answers from the archives as it gave
+// from the raw samples, also after a restart.
+func TestArchivedQueries(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, dir, "--http-addr", "off")
+	day := baseSec - 28*86400 // midnight UTC 30 days ago: in the 1m archive's 90 days
+	const old = 1650931200    // 2022-04-26: only in the 1d archive's 10 years
+	at := func(base, sec int) string { return fmt.Sprint(base + sec) }
+	var b strings.Builder
+	for _, l := range []struct {
+		base, sec int
+		v         string
+	}{
+		{day, 0, "1"}, {day, 30, "3"}, {day, 70, "5"}, {day, 7200, "7"}, {day, 7230, "9"},
+		{old, 0, "10"}, {old, 60, "20"},
+		{baseSec, 0, "100"},
+	} {
+		fmt.Fprintf(&b, "LOG arch %s %s\n", l.v, at(l.base, l.sec))
+	}
+	c := s.dial()
+	if got, err := pipeline(c.nc, b.String(), 8, nil); err != nil || strings.Join(got, "") != strings.Repeat(wantInserted+"\n", 8) {
+		t.Fatalf("LOGs: %q, %v", got, err)
+	}
+	queries := []struct{ req, want string }{
+		{"QUERY arch AVG 60 " + at(day, 0), "200 [2.0, 5.0, 8.0, 100.0]"},
+		{"QUERY arch COUNT 60 " + at(day, 0), "200 [2, 1, 2, 1]"},
+		{"QUERY arch LAST 60 " + at(day, 0) + " " + at(day, 86400), "200 [3.0, 5.0, 9.0]"},
+		{"QUERY arch MIN 3600 " + at(day, 0) + " " + at(day, 86400), "200 [1.0, 7.0]"},
+		{"QUERY arch MAX 3600 " + at(day, 0) + " " + at(day, 86400), "200 [5.0, 9.0]"},
+		// One window over the archived day, one over the raw sample.
+		{"QUERY arch SUM 86400 " + at(day, 0), "200 [25.0, 100.0]"},
+		{"QUERY arch SUM 86400 2022-04-26 2022-04-27", "200 [30.0]"},
+		{"QUERY arch COUNT 86400 2022-04-26", "200 [2, 5, 1]"},
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, q := range queries {
+			if got := c.do(q.req); got != q.want+"\n" {
+				t.Errorf("%s: %s: got %q, want %q", when, q.req, got, q.want+"\n")
+			}
+		}
+	}
+	check("from raw samples")
+
+	// A restart with a short flush interval flushes the replayed samples
+	// at once, and the retention pass that follows archives the old days.
+	s.kill()
+	s = startServer(t, dir, "--http-addr", "off", "--flush-interval", "100ms")
+	deadline := time.Now().Add(startTimeout)
+	for !strings.Contains(s.log(), "retention dropped partitions") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no retention pass within %v:\n%s", startTimeout, s.log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c = s.dial()
+	check("from the archives")
+
+	s.kill()
+	s.restart()
+	c = s.dial()
+	check("from the archives after SIGKILL")
+}

@@ -257,8 +257,8 @@ func TestLongLine(t *testing.T) {
 			if len(got) != 1 || got[0] != tc.want+"\n" {
 				t.Fatalf("replies %q (then %v), want %q and the close", got, err, tc.want+"\n")
 			}
-			if err != io.EOF && !isReset(err) {
-				t.Fatalf("after the 400: %v, want the connection closed", err)
+			if err != io.EOF {
+				t.Fatalf("after the 400: %v, want the connection closed (EOF)", err)
 			}
 		})
 	}
@@ -420,10 +420,10 @@ func inflightClient(nc net.Conn, id string, n int) (int, error) {
 	case busy > 0 && err == nil:
 		// n replies with 503s among them: the close must follow.
 		nc.SetReadDeadline(time.Now().Add(replyTimeout))
-		if extra, err := io.ReadAll(nc); len(extra) > 0 || (err != nil && !isReset(err)) {
+		if extra, err := io.ReadAll(nc); len(extra) > 0 || err != nil {
 			return acked, fmt.Errorf("%s: after the 503s read %q, %v; want the connection closed", id, extra, err)
 		}
-	case busy > 0 && err != io.EOF && !isReset(err):
+	case busy > 0 && err != io.EOF:
 		return acked, fmt.Errorf("%s: after %d 201s and %d 503s: %v, want the connection closed", id, acked, busy, err)
 	case busy == 0 && len(replies) < n:
 		return acked, fmt.Errorf("%s: %d replies of %d, then %v", id, len(replies), n, err)
@@ -535,7 +535,7 @@ func TestGarbageInput(t *testing.T) {
 	// A flood of NULs with no newline: one 400, then the close.
 	c3 := s.dial()
 	got, err = pipeline(c3.nc, strings.Repeat("\x00", 1<<20), 2, nil)
-	if len(got) != 1 || got[0] != wantCommands+"\n" || (err != io.EOF && !isReset(err)) {
+	if len(got) != 1 || got[0] != wantCommands+"\n" || err != io.EOF {
 		t.Errorf("1 MiB of NULs: replies %q then %v, want %q and the close", got, err, wantCommands+"\n")
 	}
 

@@ -7,6 +7,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -134,6 +135,10 @@ func TestLogTimestamps(t *testing.T) {
 		{"2022-04-26T00:00:00.25Z", base + 250},
 		{"2022-04-26T05:30:01.5+05:30", base + 1500},
 		{"2022-04-26", base},
+		{"2022-04-26T00:00", base},
+		{"2022-04-26T02:00+02:00", base},
+		{"2022-04-26T02:00:00+0200", base},
+		{"2022-04-26T00:00:00.123456789Z", base + 123},
 		{"1650931200", base},
 		{"1650931200.5", base + 500},
 		{"1650931200.123", base + 123},
@@ -375,4 +380,21 @@ func TestExtensions(t *testing.T) {
 		}
 	}
 	c.expect("METRICS a b", "400 Bad Request -- METRICS [prefix:str]")
+}
+
+// TestHalfClose: a last request without its "\n", followed by the
+// client's half-close, is answered, then the server closes.
+func TestHalfClose(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "--http-addr", "off")
+	c := s.dial()
+	c.send("LOG half 1\nLOG half 2")
+	c.nc.(*net.TCPConn).CloseWrite()
+	for range 2 {
+		if got := c.mustRead("LOG before the half-close"); got != wantInserted+"\n" {
+			t.Errorf("LOG before the half-close: %q", got)
+		}
+	}
+	c.expectClosed("after the half-close")
+	s.dial().expect("QUERY half SUM 100000", "200 [3.0]")
 }
