@@ -3,6 +3,7 @@ package query
 import (
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -204,6 +205,32 @@ func TestParseISOMatchesPackageTime(t *testing.T) {
 			if !ok || err != nil || fast != slow {
 				t.Fatalf("%q: parseISO %d %v, package time %d %v", s, fast, ok, slow, err)
 			}
+		}
+	}
+}
+
+// FuzzParseFloat checks the decimal fast path against strconv.
+func FuzzParseFloat(f *testing.F) {
+	for _, s := range []string{"1", "-2.5", "0.1", "123456789012345", "1234567890.12345", "1e5", ".5", "5.", "-0", "+7.25", "nan"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ok := parseDecimal(b)
+		if !ok {
+			return
+		}
+		want, err := strconv.ParseFloat(string(b), 64)
+		if err != nil || math.Float64bits(fast) != math.Float64bits(want) {
+			t.Fatalf("parseDecimal(%q) = %v, strconv %v, %v", b, fast, want, err)
+		}
+	})
+}
+
+func BenchmarkParseFloat(b *testing.B) {
+	in := [][]byte{[]byte("1234.56"), []byte("98765"), []byte("-0.25"), []byte("1e-05")}
+	for b.Loop() {
+		for _, x := range in {
+			ParseFloat(x)
 		}
 	}
 }

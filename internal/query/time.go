@@ -243,9 +243,57 @@ func AppendTime(dst []byte, ms int64) []byte {
 // ParseFloat parses a finite number; "nan", "inf" and out-of-range values
 // are refused.
 func ParseFloat(b []byte) (float64, bool) {
+	if v, ok := parseDecimal(b); ok {
+		return v, true
+	}
 	v, err := strconv.ParseFloat(string(b), 64)
 	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
 		return 0, false
+	}
+	return v, true
+}
+
+// pow10 holds the powers of ten that float64 represents exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// parseDecimal parses the plain decimals metrics mostly are ("-12.34",
+// "98765") when the result is exact by Clinger's fast path: a mantissa below
+// 2^53 divided by an exactly representable power of ten is correctly
+// rounded. It reports false for anything else, which strconv then parses.
+func parseDecimal(b []byte) (float64, bool) {
+	i := 0
+	neg := false
+	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
+		neg = b[0] == '-'
+		i++
+	}
+	var m uint64
+	digits, frac := 0, -1
+	for ; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case c >= '0' && c <= '9':
+			m = m*10 + uint64(c-'0')
+			digits++
+			if frac >= 0 {
+				frac++
+			}
+		case c == '.' && frac < 0:
+			frac = 0
+		default:
+			return 0, false
+		}
+	}
+	if digits == 0 || digits > 15 || frac == 0 {
+		return 0, false
+	}
+	v := float64(m)
+	if frac > 0 {
+		v /= pow10[frac]
+	}
+	if neg {
+		v = -v
 	}
 	return v, true
 }

@@ -219,6 +219,9 @@ func CommandOf(prefix []byte) Command {
 // split stores up to len(dst) space- or tab-separated tokens of line in dst
 // and returns how many tokens the line has (which may exceed len(dst)).
 func split(line []byte, dst [][]byte) int {
+	if bytes.IndexByte(line, '\t') < 0 {
+		return splitSpaces(line, dst)
+	}
 	n := 0
 	i := 0
 	for {
@@ -237,6 +240,29 @@ func split(line []byte, dst [][]byte) int {
 		}
 		n++
 		i = j
+	}
+}
+
+// splitSpaces is split for lines without tabs: it jumps from space to
+// space with bytes.IndexByte.
+func splitSpaces(line []byte, dst [][]byte) int {
+	n := 0
+	for {
+		for len(line) > 0 && line[0] == ' ' {
+			line = line[1:]
+		}
+		if len(line) == 0 {
+			return n
+		}
+		j := bytes.IndexByte(line, ' ')
+		if j < 0 {
+			j = len(line)
+		}
+		if n < len(dst) {
+			dst[n] = line[:j]
+		}
+		n++
+		line = line[j:]
 	}
 }
 
