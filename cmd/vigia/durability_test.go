@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -393,4 +394,30 @@ func TestArchivedQueries(t *testing.T) {
 	s.restart()
 	c = s.dial()
 	check("from the archives after SIGKILL")
+}
+
+// TestStopWithOpenConnections: SIGTERM and SIGINT stop a server that has
+// idle and SUBSCRIBEd connections open, with exit status 0, and those
+// connections are closed cleanly.
+func TestStopWithOpenConnections(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			s := startServer(t, t.TempDir())
+			c := s.dial()
+			c.expect("LOG open.conns 1 "+fmt.Sprint(baseSec), wantInserted)
+			idle := s.dial()
+			idle.expect("PING", wantPong)
+			sub := s.dial()
+			sub.expect("SUBSCRIBE", "200 Subscribed")
+			if code := s.signal(sig); code != 0 {
+				t.Errorf("exit status %d after %v, want 0", code, sig)
+			}
+			for _, nc := range []*nativeConn{c, idle, sub} {
+				nc.expectClosed("open connection at " + sig.String())
+			}
+			s.restart()
+			s.dial().expect("QUERY open.conns COUNT 1", "200 [1]")
+		})
+	}
 }

@@ -245,14 +245,20 @@ func (s *testServer) kill() {
 // terminate sends SIGTERM by PID and returns the exit code.
 func (s *testServer) terminate() int {
 	s.t.Helper()
-	if err := syscall.Kill(s.cmd.Process.Pid, syscall.SIGTERM); err != nil {
-		s.t.Fatalf("SIGTERM %d: %v", s.cmd.Process.Pid, err)
+	return s.signal(syscall.SIGTERM)
+}
+
+// signal sends sig by PID, waits for the exit and returns the exit code.
+func (s *testServer) signal(sig syscall.Signal) int {
+	s.t.Helper()
+	if err := syscall.Kill(s.cmd.Process.Pid, sig); err != nil {
+		s.t.Fatalf("%v %d: %v", sig, s.cmd.Process.Pid, err)
 	}
 	select {
 	case <-s.exited:
 	case <-time.After(exitTimeout):
 		s.kill()
-		s.t.Fatalf("server did not exit within %v of SIGTERM:\n%s", exitTimeout, s.out)
+		s.t.Fatalf("server did not exit within %v of %v:\n%s", exitTimeout, sig, s.log())
 	}
 	return s.cmd.ProcessState.ExitCode()
 }

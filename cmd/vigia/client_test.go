@@ -1,0 +1,75 @@
+package main
+
+// End-to-end tests of "vigia client" against a real server.
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// runClientCmd runs "vigia client" with args and stdin, and returns its
+// stdout, stderr and exit status.
+func runClientCmd(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary(t), append([]string{"client"}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("vigia client %q did not exit within %v", args, exitTimeout)
+	}
+	if err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			t.Fatal(err)
+		}
+	}
+	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+}
+
+func TestClientCommand(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "--http-addr", "off")
+	addr := []string{"--addr", s.native}
+	for _, tc := range []struct {
+		args []string
+		out  string
+		code int
+	}{
+		{[]string{"PING"}, wantPong + "\n", 0},
+		{[]string{"LOG", "cli.cpu", "0.5", "2022-04-26T00:00:00"}, wantInserted + "\n", 0},
+		{[]string{"QUERY cli.cpu AVG 60"}, "200 [0.5]\n", 0},
+		{[]string{"QUERY", "nope", "COUNT", "1"}, wantNotFound + "\n", 1},
+		{[]string{"FOO"}, wantCommands + "\n", 1},
+	} {
+		out, errOut, code := runClientCmd(t, "", append(addr, tc.args...)...)
+		if out != tc.out || code != tc.code || errOut != "" {
+			t.Errorf("vigia client %q: stdout %q, stderr %q, status %d; want %q, status %d", tc.args, out, errOut, code, tc.out, tc.code)
+		}
+	}
+
+	// Interactive: every line of standard input, and every reply.
+	out, errOut, code := runClientCmd(t, "LOG cli.mem 2 2022-04-26T00:00:01\nQUERY cli.mem COUNT 60\nFOO\nPING", addr...)
+	want := wantInserted + "\n200 [1]\n" + wantCommands + "\n" + wantPong + "\n"
+	if out != want || code != 0 || errOut != "" {
+		t.Errorf("interactive: stdout %q, stderr %q, status %d; want %q, status 0", out, errOut, code, want)
+	}
+
+	// No server: one line that says what to do.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ln.Addr().String()
+	ln.Close()
+	out, errOut, code = runClientCmd(t, "", "--addr", gone, "PING")
+	if code != 1 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, gone) || !strings.Contains(errOut, "--addr") {
+		t.Errorf("no server: stdout %q, stderr %q, status %d; want one line on stderr naming %s and --addr, status 1", out, errOut, code, gone)
+	}
+}
