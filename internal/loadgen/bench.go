@@ -130,6 +130,10 @@ type IngestResult struct {
 	GenerateSeconds  float64 `json:"generate_seconds,omitempty"` // pregeneration, not timed
 	Commits          int64   `json:"commits,omitempty"`          // group commits (fsyncs) during the phase
 	SamplesPerCommit float64 `json:"samples_per_commit,omitempty"`
+	CPU              *CPUUse `json:"cpu,omitempty"`
+	// ServerNsPerSample is the server's CPU time per sample: what the rate
+	// would be on an idle machine, whatever else ran during the phase.
+	ServerNsPerSample float64 `json:"server_cpu_ns_per_sample,omitempty"`
 }
 
 // DiskResult is the store's size after the ingest phase and a flush.
@@ -229,7 +233,12 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 		fmt.Fprintf(p, "generated %d requests in %.1fs\n", d.Samples(), res.Ingest.GenerateSeconds)
 	}
 	fmt.Fprintf(p, "ingest: %d series x %d points on %d connections\n", d.Series, d.Points, o.Conns)
+	cpu0 := readCPU(o.PID)
 	sr, err := sendPipelined(ctx, o.Addr, srcs, o.Stall, p, "ingest")
+	res.Ingest.CPU = cpuUse(cpu0, readCPU(o.PID))
+	if u := res.Ingest.CPU; u != nil && o.PID > 0 && sr.acked > 0 {
+		res.Ingest.ServerNsPerSample = u.Server * 1e9 / float64(sr.acked)
+	}
 	srcs = nil
 	res.Ingest.Samples, res.Ingest.RequestBytes, res.Ingest.Seconds = sr.acked, sr.bytes, sr.elapsed.Seconds()
 	if err != nil {
@@ -322,7 +331,7 @@ func benchPaced(ctx context.Context, o BenchOptions, series [][]*Series, rate fl
 	}
 	fmt.Fprintf(p, "latency: %.0f LOG/s on %d connections for %s\n", rate, len(series), o.PacedDuration)
 	warmup := min(500*time.Millisecond, o.PacedDuration/10)
-	r, err := pacedRun(ctx, o.Addr, srcs, perConn, o.PacedDuration, warmup, o.Stall)
+	r, err := pacedRun(ctx, o.Addr, srcs, perConn, o.PacedDuration, warmup, o.Stall, p)
 	pr := &PacedResult{
 		TargetPerSec: rate,
 		Samples:      r.acked,

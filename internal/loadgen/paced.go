@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -32,7 +33,7 @@ const pacedTick = time.Millisecond
 // source runs out), and measures each request's round trip from the write
 // of its burst to the read of its reply. Requests sent in the first warmup
 // are answered but not measured. Any reply other than 201 fails it.
-func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64, d, warmup, stall time.Duration) (pacedResult, error) {
+func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64, d, warmup, stall time.Duration, progress io.Writer) (pacedResult, error) {
 	var res pacedResult
 	conns := make([]net.Conn, len(srcs))
 	defer func() {
@@ -50,7 +51,7 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 		conns[i] = nc
 	}
 	var (
-		hist         Histogram
+		hist, all    Histogram // after the warm-up; every request, for progress
 		sent, acked  atomic.Int64
 		wg           sync.WaitGroup
 		errOnce      sync.Once
@@ -86,6 +87,7 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 			defer wg.Done()
 			err := pacedRead(nc, fifo, stall, func(b pendingBatch, at time.Time) {
 				acked.Add(1)
+				all.Record(at.Sub(b.t))
 				if !b.t.Before(measureAfter) {
 					hist.Record(at.Sub(b.t))
 				}
@@ -96,7 +98,24 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 			}
 		}()
 	}
-	wg.Wait()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var prev, cur HistSnapshot
+	for waiting := true; waiting; {
+		select {
+		case <-done:
+			waiting = false
+		case <-tick.C:
+			all.Snapshot(&cur)
+			iv := cur
+			iv.Sub(&prev)
+			prev = cur
+			fmt.Fprintf(progress, "  latency: %5.1fs %d acknowledged in the last second: p50 %.3f ms, p99 %.3f ms, max so far %.3f ms\n",
+				time.Since(start).Seconds(), iv.N, ms(iv.Quantile(0.5)), ms(iv.Quantile(0.99)), ms(cur.Max))
+		}
+	}
 	res.sent, res.acked = sent.Load(), acked.Load()
 	res.elapsed = time.Unix(0, lastReply.Load()).Sub(start)
 	hist.Snapshot(&res.hist)

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -136,4 +137,96 @@ func ThisMachine() Machine {
 		}
 	}
 	return m
+}
+
+// cpuSample is a reading of CPU time: of the server process, of this
+// process, and of the whole machine.
+type cpuSample struct {
+	server, self                time.Duration
+	busy, softirq, steal, total time.Duration // the machine's
+	ok                          bool
+}
+
+// userHZ is the unit of the times in /proc: 100 per second on every Linux.
+const userHZ = 100
+
+// readCPU reads the CPU times of process pid (0: none), of this process
+// and of the machine, from /proc (Linux only; ok is false elsewhere).
+func readCPU(pid int) cpuSample {
+	var s cpuSample
+	if pid > 0 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return s
+		}
+		// The fields after the command name, which is in parentheses.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			return s
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		s.server = time.Duration(ut+st) * time.Second / userHZ
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return s
+	}
+	s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return s
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return s
+	}
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		d := time.Duration(n) * time.Second / userHZ
+		// user nice system idle iowait irq softirq steal (guest time is
+		// already in user)
+		if i >= 8 {
+			break
+		}
+		s.total += d
+		switch i {
+		case 3, 4:
+		case 5, 6:
+			s.softirq += d
+			s.busy += d
+		case 7:
+			s.steal += d
+		default:
+			s.busy += d
+		}
+	}
+	s.ok = true
+	return s
+}
+
+// CPUUse is the CPU time spent during a phase, in seconds.
+type CPUUse struct {
+	Server  float64 `json:"server_cpu_seconds"`  // the server process (with --pid)
+	Client  float64 `json:"client_cpu_seconds"`  // this process
+	IRQ     float64 `json:"irq_cpu_seconds"`     // interrupts, softirqs: loopback TCP delivery
+	Others  float64 `json:"others_cpu_seconds"`  // every other process
+	Steal   float64 `json:"steal_cpu_seconds"`   // taken by the hypervisor
+	Machine float64 `json:"machine_cpu_seconds"` // the cores' time, busy or not
+}
+
+func cpuUse(a, b cpuSample) *CPUUse {
+	if !a.ok || !b.ok {
+		return nil
+	}
+	u := &CPUUse{
+		Server:  (b.server - a.server).Seconds(),
+		Client:  (b.self - a.self).Seconds(),
+		Machine: (b.total - a.total).Seconds(),
+	}
+	u.IRQ = (b.softirq - a.softirq).Seconds()
+	u.Steal = (b.steal - a.steal).Seconds()
+	u.Others = max((b.busy-a.busy).Seconds()-u.Server-u.Client-u.IRQ, 0)
+	return u
 }

@@ -23,6 +23,14 @@ func (r *BenchResult) WriteReport(w io.Writer) error {
 	if in.Commits > 0 {
 		pr.f("             %d group commits, %.0f samples per commit\n", in.Commits, in.SamplesPerCommit)
 	}
+	if u := in.CPU; u != nil {
+		pr.f("             CPU during the phase: server %.2f s", u.Server)
+		if in.ServerNsPerSample > 0 {
+			pr.f(" (%.0f ns/sample)", in.ServerNsPerSample)
+		}
+		pr.f(", this sender %.2f s, interrupts %.2f s, other processes %.2f s, hypervisor steal %.2f s, of %.2f s of %d cores\n",
+			u.Client, u.IRQ, u.Others, u.Steal, u.Machine, m.Cores)
+	}
 	if d := r.Disk; d != nil {
 		pr.f("disk:        %.3f bytes/sample after a flush (%s for %d samples; flush took %.2f s; WAL left %s)\n",
 			d.BytesPerSample, mb(d.Bytes), d.Samples, d.FlushSeconds, mb(d.WALBytes))
