@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -75,11 +76,25 @@ func TestKillKeepsAcknowledged(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, dir)
 	c := s.dial()
+	// Many series, half of them created before the flush, half after.
+	const names = 3000
+	logNames := func(from, to int) {
+		var b strings.Builder
+		for i := from; i < to; i++ {
+			fmt.Fprintf(&b, "LOG dur.name.%04d %d %d\n", i, i, baseSec+i)
+		}
+		got, err := pipeline(c.nc, b.String(), to-from, nil)
+		if err != nil || strings.Join(got, "") != strings.Repeat(wantInserted+"\n", to-from) {
+			t.Fatalf("LOG dur.name.%04d to %04d: %d replies, %v", from, to-1, len(got), err)
+		}
+	}
 	logBatch(t, c, "dur.a", 0, 1000)
+	logNames(0, names/2)
 	if code, body := httpPost(t, "http://"+s.http+"/api/v1/admin/flush"); code != 200 {
 		t.Fatalf("flush: %d %s", code, body)
 	}
 	logBatch(t, c, "dur.a", 1000, 2000)
+	logNames(names/2, names)
 	logBatch(t, c, "dur.b", 0, 10)
 	for i := range 5 {
 		c.expect(fmt.Sprintf("LOG dur.single %d.25 %d", i, baseSec+i), wantInserted)
@@ -87,13 +102,31 @@ func TestKillKeepsAcknowledged(t *testing.T) {
 	s.kill()
 
 	s.restart()
-	if n := s.replayed(); n < 1015 {
-		t.Errorf("replayed_samples=%d after SIGKILL, want at least the 1015 samples logged after the flush", n)
+	if n := s.replayed(); n < 1015+names/2 {
+		t.Errorf("replayed_samples=%d after SIGKILL, want at least the %d samples logged after the flush", n, 1015+names/2)
 	}
 	c = s.dial()
 	expectSeries(t, c, "dur.a", 2000)
 	expectSeries(t, c, "dur.b", 10)
 	expectSeries(t, c, "dur.single", 5)
+	var want []string
+	for i := range names {
+		want = append(want, fmt.Sprintf("%q", fmt.Sprintf("dur.name.%04d", i)))
+	}
+	c.expect("METRICS dur.name.", "200 ["+strings.Join(want, ",")+"]")
+	var b strings.Builder
+	for i := range names {
+		fmt.Fprintf(&b, "QUERY dur.name.%04d SUM 100000\n", i)
+	}
+	got, err := pipeline(c.nc, b.String(), names, nil)
+	if err != nil {
+		t.Fatalf("QUERY dur.name.*: %d replies, %v", len(got), err)
+	}
+	for i, r := range got {
+		if want := fmt.Sprintf("200 [%d.0]\n", i); r != want {
+			t.Fatalf("QUERY dur.name.%04d SUM: %q, want %q", i, r, want)
+		}
+	}
 
 	// And once more: a kill right after the restart loses nothing either.
 	logBatch(t, c, "dur.c", 0, 100)
@@ -181,14 +214,15 @@ func checkLoad(t *testing.T, c *nativeConn, w *loadWriter) {
 }
 
 // TestKillUnderLoad SIGKILLs the server while several connections pipeline
-// LOGs, at a random point of the load, three times on one data dir: after
+// LOGs and flushes of the head into parts are requested one after the
+// other, at a random point of the load, three times on one data dir: after
 // each restart every sample that got a 201 is there.
 func TestKillUnderLoad(t *testing.T) {
 	t.Parallel()
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 3))
-	s := startServer(t, t.TempDir(), "--http-addr", "off")
+	s := startServer(t, t.TempDir())
 	const cycles, conns = 3, 4
 	var all []*loadWriter
 	for cycle := range cycles {
@@ -207,6 +241,19 @@ func TestKillUnderLoad(t *testing.T) {
 				w.run(s.native, &total)
 			}()
 		}
+		// Flushes until the kill, so that it may land in one.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hc := &http.Client{Timeout: replyTimeout}
+			for {
+				resp, err := hc.Post("http://"+s.http+"/api/v1/admin/flush", "text/plain", nil)
+				if err != nil {
+					return
+				}
+				resp.Body.Close()
+			}
+		}()
 		// Kill once a random number of samples is acknowledged, while the
 		// writers keep writing.
 		killAt := int64(1000 + rng.IntN(20000))
