@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -397,4 +399,82 @@ func TestHalfClose(t *testing.T) {
 	}
 	c.expectClosed("after the half-close")
 	s.dial().expect("QUERY half SUM 100000", "200 [3.0]")
+}
+
+// TestExtremeTimes logs at the first and the last millisecond the protocol
+// accepts and queries with the widest windows: no overflow, every sample
+// in its window.
+func TestExtremeTimes(t *testing.T) {
+	t.Parallel()
+	// A retention longer than the years since 1970 keeps the first sample
+	// raw whatever pass runs meanwhile.
+	s := startServer(t, t.TempDir(), "--http-addr", "off", "--retention", "1000000h")
+	c := s.dial()
+	const maxSecs = "253402300799" // 9999-12-31T23:59:59Z
+	for _, tc := range []struct{ req, want string }{
+		{"LOG ext 1 0", wantInserted},
+		{"LOG ext 2 9999-12-31T23:59:59.999", wantInserted},
+		{"LOG ext 3 " + maxSecs + ".999", wantInserted},
+		{"LOG ext 4 253402300800", wantLogUsage},
+		{"LOG ext 5 1969-12-31T23:59:59Z", wantLogUsage},
+		{"LOG ext 6 10000-01-01", wantLogUsage},
+		{"QUERY ext COUNT 1", "200 [1, 2]"},
+		{"QUERY ext COUNT " + maxSecs, "200 [1, 2]"},
+		{"QUERY ext SUM " + maxSecs + " 0", "200 [1.0, 5.0]"},
+		{"QUERY ext LAST 100000000000 0", "200 [1.0, 3.0]"},
+		{"QUERY ext COUNT 1 9999-12-31T23:59:59", "200 [2]"},
+		{"QUERY ext COUNT 1 0 1", "200 [1]"},
+		{"QUERY ext COUNT 1 1970-01-01T00:00:00.001", "200 [2]"},
+		{"QUERY ext COUNT 86400 9999-12-31T23:59:59.999 9999-12-31T23:59:59.999", "200 []"},
+		{"QUERY ext COUNT 999999999999999999", wantQueryUsage},
+	} {
+		c.expect(tc.req, tc.want)
+	}
+}
+
+// TestIDsAreData logs ids that look like paths or need escaping in JSON:
+// they are names, stored and listed as sent, also after a restart, and no
+// file is named after them.
+func TestIDsAreData(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	dir := filepath.Join(root, "data")
+	s := startServer(t, dir, "--http-addr", "off")
+	ids := []string{"../../passwd-e2e", "/abs/passwd-e2e", ".", "..", "a/b", `a"b\c`, "<x>&y", "ünï.cødé", "{}[]", "%s%n", "CON", "nul"}
+	check := func(when string) {
+		t.Helper()
+		c := s.dial()
+		reply := c.do("METRICS")
+		var got []string
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(reply, "200 ")), &got); err != nil || !strings.HasPrefix(reply, "200 ") {
+			t.Fatalf("%s: METRICS: %q (%v)", when, reply, err)
+		}
+		want := slices.Sorted(slices.Values(ids))
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: METRICS lists %q, want %q", when, got, want)
+		}
+		for i, id := range ids {
+			c.expect("QUERY "+id+" SUM 100000", fmt.Sprintf("200 [%d.0]", i))
+		}
+	}
+	c := s.dial()
+	for i, id := range ids {
+		c.expect(fmt.Sprintf("LOG %s %d %d", id, i, baseSec), wantInserted)
+	}
+	check("before the restart")
+	s.kill()
+	s.restart()
+	check("after SIGKILL")
+	filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if strings.Contains(d.Name(), "passwd") || strings.Contains(d.Name(), "ünï") {
+			t.Errorf("a file is named after a metric id: %s", path)
+		}
+		return nil
+	})
+	if _, err := os.Stat("/abs/passwd-e2e"); err == nil {
+		t.Errorf("/abs/passwd-e2e exists")
+	}
 }
