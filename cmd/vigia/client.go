@@ -64,11 +64,18 @@ func interactive(conn net.Conn, in io.Reader, out io.Writer) int {
 			break
 		}
 	}
+	// The server answers what was sent before a line too long to read; the
+	// rest of the input is not sent, and the exit status says so.
+	inErr := sc.Err()
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
 	if err := <-done; err != nil {
 		fmt.Fprintf(os.Stderr, "vigia client: %v\n", err)
+		return 1
+	}
+	if inErr != nil {
+		fmt.Fprintf(os.Stderr, "vigia client: reading standard input: %v (requests are at most 64 KiB); stopped there\n", inErr)
 		return 1
 	}
 	return 0

@@ -73,3 +73,17 @@ func TestClientCommand(t *testing.T) {
 		t.Errorf("no server: stdout %q, stderr %q, status %d; want one line on stderr naming %s and --addr, status 1", out, errOut, code, gone)
 	}
 }
+
+// TestClientCommandLongInput: a line of standard input too long to read
+// stops "vigia client" with status 1 and a message, after the replies to
+// the lines before it.
+func TestClientCommandLongInput(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "--http-addr", "off")
+	in := "PING\n" + strings.Repeat("x", 2<<20) + "\nLOG cli.after 1\n"
+	out, errOut, code := runClientCmd(t, in, "--addr", s.native)
+	if out != wantPong+"\n" || code != 1 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "too long") {
+		t.Errorf("stdout %q, stderr %q, status %d; want the PONG, one line on stderr saying the line is too long, status 1", out, errOut, code)
+	}
+	s.dial().expect("QUERY cli.after COUNT 1", wantNotFound)
+}
