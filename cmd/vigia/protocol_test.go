@@ -478,3 +478,20 @@ func TestIDsAreData(t *testing.T) {
 		t.Errorf("/abs/passwd-e2e exists")
 	}
 }
+
+// TestIDWithUnicodeSpace: an id holds no whitespace (docs/format/native.md,
+// and the client library refuses such names), Unicode spaces included; the
+// original server split lines on them too.
+//
+// BUG (internal/native/wire): validID refuses C0, DEL and C1 but accepts
+// Unicode spaces, so "LOG a\u00a0b 1" is stored as a metric named "a b".
+func TestIDWithUnicodeSpace(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "--http-addr", "off")
+	c := s.dial()
+	for _, sp := range []string{"\u00a0", "\u2003", "\u2028", "\u3000", "\u1680", "\u205f"} {
+		c.expect("LOG a"+sp+"b 1", wantLogUsage)
+		c.expect("QUERY a"+sp+"b COUNT 1", wantQueryUsage)
+	}
+	c.expect("METRICS", "200 []")
+}
