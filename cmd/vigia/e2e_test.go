@@ -227,7 +227,7 @@ func concurrentClient(addr string, ci, rounds int) error {
 // being served. A line of exactly 64 KiB is still a request.
 func TestLongLine(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, t.TempDir(), "--http-addr", "off")
+	s := startServer(t, t.TempDir())
 	other := s.dial()
 	other.expect("PING", wantPong)
 	const max = 64 << 10
@@ -271,6 +271,10 @@ func TestLongLine(t *testing.T) {
 	other.expect("PING", wantPong)
 	other.expect("QUERY after.long COUNT 1", wantNotFound)
 	s.dial().expect("PING", wantPong)
+	_, body := httpGet(t, "http://"+s.http+"/metrics")
+	if v := metricValue(t, body, "vigia_native_long_lines_total"); v != 8 {
+		t.Errorf("vigia_native_long_lines_total %v after 8 lines over 64 KiB", v)
+	}
 }
 
 // TestMaxConns: with --max-conns 4 and four connections open, a fifth
@@ -278,7 +282,7 @@ func TestLongLine(t *testing.T) {
 // connections are served.
 func TestMaxConns(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, t.TempDir(), "--http-addr", "off", "--max-conns", "4")
+	s := startServer(t, t.TempDir(), "--max-conns", "4")
 	var open []*nativeConn
 	for range 4 {
 		c := s.dial()
@@ -299,6 +303,10 @@ func TestMaxConns(t *testing.T) {
 		if string(got) != wantBusy+"\n" || err != nil {
 			t.Errorf("fifth connection (request sent: %v) read %q (%v), want exactly %q and EOF", withRequest, got, err, wantBusy+"\n")
 		}
+	}
+	_, body := httpGet(t, "http://"+s.http+"/metrics")
+	if v := metricValue(t, body, "vigia_native_refused_connections_total"); v != 2 {
+		t.Errorf("vigia_native_refused_connections_total %v after 2 connections refused", v)
 	}
 	for _, c := range open {
 		c.expect("PING", wantPong)
@@ -336,14 +344,16 @@ func TestMaxConns(t *testing.T) {
 	}
 }
 
-// TestMaxInflight loads a server with --max-inflight 1 from several
-// connections pipelining LOGs: every reply is 201 or 503, a 503 ends the
-// connection, and exactly the samples that got a 201 are stored.
+// TestMaxInflight loads a server with --max-inflight 16 from eight
+// connections pipelining LOGs at once: every reply is 201 or 503, a 503
+// ends the connection, exactly the samples that got a 201 are stored, and
+// /metrics counts every 503.
 func TestMaxInflight(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, t.TempDir(), "--http-addr", "off", "--max-inflight", "16")
+	s := startServer(t, t.TempDir(), "--max-inflight", "16")
 	const conns, perConn = 8, 3000
-	busySeen := 0
+	busySeen, busyReplies := 0, 0
+	var mu sync.Mutex
 	deadline := time.Now().Add(60 * time.Second)
 	for round := 0; busySeen == 0; round++ {
 		acked := make([]int, conns)
@@ -359,11 +369,14 @@ func TestMaxInflight(t *testing.T) {
 				defer wg.Done()
 				defer nc.Close()
 				<-start
-				var err error
-				acked[ci], err = inflightClient(nc, fmt.Sprintf("inflight.%d.%d", round, ci), perConn)
+				n, busy, err := inflightClient(nc, fmt.Sprintf("inflight.%d.%d", round, ci), perConn)
 				if err != nil {
 					t.Error(err)
 				}
+				acked[ci] = n
+				mu.Lock()
+				busyReplies += busy
+				mu.Unlock()
 			}()
 		}
 		close(start)
@@ -389,23 +402,26 @@ func TestMaxInflight(t *testing.T) {
 		c.close()
 		t.Logf("round %d: 201s per connection %v", round, acked)
 		if busySeen == 0 && time.Now().After(deadline) {
-			t.Fatalf("no request refused with 503 under --max-inflight 1 in %d rounds", round+1)
+			t.Fatalf("no request refused with 503 under --max-inflight 16 in %d rounds", round+1)
 		}
 	}
 	s.dial().expect("PING", wantPong)
+	_, body := httpGet(t, "http://"+s.http+"/metrics")
+	if v := metricValue(t, body, "vigia_native_busy_total"); v != float64(busyReplies) {
+		t.Errorf("vigia_native_busy_total %v, but %d 503 replies were read", v, busyReplies)
+	}
 }
 
 // inflightClient pipelines n LOGs of values 0 to n-1 on id and returns how
-// many got a 201. It fails on any reply other than 201 or 503, on a 201
+// many got a 201 and how many a 503. It fails on any reply other than 201 or 503, on a 201
 // after a 503, and when the server does not close the connection after a
 // 503.
-func inflightClient(nc net.Conn, id string, n int) (int, error) {
+func inflightClient(nc net.Conn, id string, n int) (acked, busy int, err error) {
 	var b strings.Builder
 	for i := range n {
 		fmt.Fprintf(&b, "LOG %s %d %s\n", id, i, secs(int64(baseSec)*1000+int64(i)))
 	}
 	replies, err := pipeline(nc, b.String(), n, nil)
-	acked, busy := 0, 0
 	for i, r := range replies {
 		switch {
 		case r == wantInserted+"\n" && busy == 0:
@@ -413,7 +429,7 @@ func inflightClient(nc net.Conn, id string, n int) (int, error) {
 		case r == wantBusy+"\n":
 			busy++
 		default:
-			return acked, fmt.Errorf("%s: reply %d is %q after %d 201s and %d 503s", id, i, r, acked, busy)
+			return acked, busy, fmt.Errorf("%s: reply %d is %q after %d 201s and %d 503s", id, i, r, acked, busy)
 		}
 	}
 	switch {
@@ -421,14 +437,14 @@ func inflightClient(nc net.Conn, id string, n int) (int, error) {
 		// n replies with 503s among them: the close must follow.
 		nc.SetReadDeadline(time.Now().Add(replyTimeout))
 		if extra, err := io.ReadAll(nc); len(extra) > 0 || err != nil {
-			return acked, fmt.Errorf("%s: after the 503s read %q, %v; want the connection closed", id, extra, err)
+			return acked, busy, fmt.Errorf("%s: after the 503s read %q, %v; want the connection closed", id, extra, err)
 		}
 	case busy > 0 && err != io.EOF:
-		return acked, fmt.Errorf("%s: after %d 201s and %d 503s: %v, want the connection closed", id, acked, busy, err)
+		return acked, busy, fmt.Errorf("%s: after %d 201s and %d 503s: %v, want the connection closed", id, acked, busy, err)
 	case busy == 0 && len(replies) < n:
-		return acked, fmt.Errorf("%s: %d replies of %d, then %v", id, len(replies), n, err)
+		return acked, busy, fmt.Errorf("%s: %d replies of %d, then %v", id, len(replies), n, err)
 	}
-	return acked, nil
+	return acked, busy, nil
 }
 
 // TestIdleTimeout: with --idle-timeout 300ms the server closes a
@@ -585,8 +601,29 @@ func TestHTTP(t *testing.T) {
 	if v := metricValue(t, body, "vigia_native_requests_total"); v < 5 {
 		t.Errorf("vigia_native_requests_total %v after 5 requests", v)
 	}
-	if v := metricValue(t, body, "vigia_tsdb_appended_samples_total"); v != 3 {
-		t.Errorf("vigia_tsdb_appended_samples_total %v after 3 LOGs", v)
+	for name, want := range map[string]float64{
+		"vigia_tsdb_appended_samples_total": 3,
+		"vigia_native_samples_total":        3,
+		"vigia_native_bad_requests_total":   1,
+		"vigia_native_connections":          1,
+		"vigia_native_busy_total":           0,
+	} {
+		if v := metricValue(t, body, name); v != want {
+			t.Errorf("%s %v after 3 LOGs, a QUERY and a FOO on one connection, want %v", name, v, want)
+		}
+	}
+
+	code, body = httpGet(t, base+"/api/v1/export?name=h.cpu")
+	iso := func(sec int) string { return time.Unix(int64(baseSec+sec), 0).UTC().Format("2006-01-02T15:04:05.000Z") }
+	if want := "time,value\n" + iso(0) + ",1.0\n" + iso(5) + ",3.0\n" + iso(25) + ",0.5\n"; code != 200 || body != want {
+		t.Errorf("/api/v1/export: %d %q, want %q", code, body, want)
+	}
+	code, body = httpGet(t, base+"/api/v1/export?name=h.cpu&format=json&from="+fmt.Sprint(baseSec+1))
+	if want := fmt.Sprintf("[[%d,3],[%d,0.5]]\n", int64(baseSec+5)*1000, int64(baseSec+25)*1000); code != 200 || body != want {
+		t.Errorf("/api/v1/export JSON from +1 s: %d %q, want %q", code, body, want)
+	}
+	if code, body := httpGet(t, base+"/api/v1/metrics?prefix=h."); code != 200 || body != `["h.cpu"]`+"\n" {
+		t.Errorf("/api/v1/metrics?prefix=h.: %d %q", code, body)
 	}
 
 	code, body = httpGet(t, fmt.Sprintf("%s/api/v1/query?name=h.cpu&op=AVG&secs=10&from=%d", base, baseSec))
