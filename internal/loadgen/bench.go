@@ -164,6 +164,11 @@ type PacedResult struct {
 	P99Ms        float64 `json:"p99_ms"`
 	P999Ms       float64 `json:"p999_ms"`
 	MaxMs        float64 `json:"max_ms"`
+
+	Commits           int64   `json:"commits,omitempty"`
+	SamplesPerCommit  float64 `json:"samples_per_commit,omitempty"`
+	CPU               *CPUUse `json:"cpu,omitempty"`
+	ServerNsPerSample float64 `json:"server_cpu_ns_per_sample,omitempty"`
 }
 
 // QueryResult is the query phase: QUERY <series> MAX 60 over one long
@@ -331,7 +336,16 @@ func benchPaced(ctx context.Context, o BenchOptions, series [][]*Series, rate fl
 	}
 	fmt.Fprintf(p, "latency: %.0f LOG/s on %d connections for %s\n", rate, len(series), o.PacedDuration)
 	warmup := min(500*time.Millisecond, o.PacedDuration/10)
+	var before serverMetrics
+	if o.HTTPAddr != "" {
+		var err error
+		if before, err = scrapeMetrics(ctx, o.HTTPAddr); err != nil {
+			return nil, err
+		}
+	}
+	cpu0 := readCPU(o.PID)
 	r, err := pacedRun(ctx, o.Addr, srcs, perConn, o.PacedDuration, warmup, o.Stall, p)
+	cpu := cpuUse(cpu0, readCPU(o.PID))
 	pr := &PacedResult{
 		TargetPerSec: rate,
 		Samples:      r.acked,
@@ -347,6 +361,19 @@ func benchPaced(ctx context.Context, o BenchOptions, series [][]*Series, rate fl
 	}
 	if err != nil {
 		return pr, err
+	}
+	pr.CPU = cpu
+	if cpu != nil && o.PID > 0 && r.acked > 0 {
+		pr.ServerNsPerSample = cpu.Server * 1e9 / float64(r.acked)
+	}
+	if o.HTTPAddr != "" {
+		after, err := scrapeMetrics(ctx, o.HTTPAddr)
+		if err != nil {
+			return pr, err
+		}
+		if pr.Commits = int64(after.commits - before.commits); pr.Commits > 0 {
+			pr.SamplesPerCommit = float64(r.acked) / float64(pr.Commits)
+		}
 	}
 	fmt.Fprintf(p, "latency: %d acknowledged at %.0f/s: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
 		pr.Samples, pr.SentPerSec, pr.P50Ms, pr.P99Ms, pr.MaxMs)

@@ -87,6 +87,15 @@ func (s *HistSnapshot) Sub(prev *HistSnapshot) {
 	s.N -= prev.N
 }
 
+// Add adds the values of o to s: s then describes both sets.
+func (s *HistSnapshot) Add(o *HistSnapshot) {
+	for i := range s.Counts {
+		s.Counts[i] += o.Counts[i]
+	}
+	s.N += o.N
+	s.Max = max(s.Max, o.Max)
+}
+
 // Quantile returns the value at quantile q (0 < q <= 1): the upper bound of
 // the bucket holding the ceil(q*N)-th smallest value, at most Max. It
 // returns 0 for an empty snapshot.

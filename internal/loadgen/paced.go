@@ -25,8 +25,16 @@ type pacedResult struct {
 	hist        HistSnapshot  // round trips of the requests sent after the warm-up
 }
 
-// pacedTick is the period of a paced writer's bursts.
+// pacedTick is the period of the paced bursts.
 const pacedTick = time.Millisecond
+
+// pacedConn is the reader side of one connection of a paced run. Each
+// reader owns its counters, so that readers do not contend.
+type pacedConn struct {
+	hist, all Histogram    // after the warm-up; every request, for progress
+	acked     atomic.Int64 // replies read
+	last      atomic.Int64 // unix ns of the last reply
+}
 
 // pacedRun sends each source on its own connection at rate requests per
 // second per connection, in bursts every pacedTick, for d (or until a
@@ -51,13 +59,10 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 		conns[i] = nc
 	}
 	var (
-		hist, all    Histogram // after the warm-up; every request, for progress
-		sent, acked  atomic.Int64
-		wg           sync.WaitGroup
-		errOnce      sync.Once
-		firstErr     error
-		lastReply    atomic.Int64 // unix ns
-		measureAfter time.Time
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+		sent     int64
 	)
 	fail := func(err error) {
 		errOnce.Do(func() {
@@ -70,45 +75,55 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 	stop := context.AfterFunc(ctx, func() { fail(ctx.Err()) })
 	defer stop()
 	start := time.Now()
-	measureAfter = start.Add(warmup)
+	measureAfter := start.Add(warmup)
+	fifos := make([]chan pendingBatch, len(srcs))
+	pcs := make([]*pacedConn, len(srcs))
 	for i, src := range srcs {
 		nc := conns[i]
-		fifo := make(chan pendingBatch, len(src.ends)+1)
-		wg.Add(2)
+		fifos[i] = make(chan pendingBatch, len(src.ends)+1)
+		pc := new(pacedConn)
+		pcs[i] = pc
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n, err := pacedWrite(nc, src, fifo, start, rate, d)
-			sent.Add(n)
-			if err != nil {
-				fail(fmt.Errorf("connection %d: send: %w", i, err))
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			err := pacedRead(nc, fifo, stall, func(b pendingBatch, at time.Time) {
-				acked.Add(1)
-				all.Record(at.Sub(b.t))
+			err := pacedRead(nc, fifos[i], stall, func(b pendingBatch, n int, at time.Time) {
+				pc.acked.Add(int64(n))
+				rtt := at.Sub(b.t)
+				pc.all.RecordN(rtt, uint64(n))
 				if !b.t.Before(measureAfter) {
-					hist.Record(at.Sub(b.t))
+					pc.hist.RecordN(rtt, uint64(n))
 				}
-				lastReply.Store(at.UnixNano())
+				pc.last.Store(at.UnixNano())
 			})
 			if err != nil {
 				fail(fmt.Errorf("connection %d: %w", i, err))
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var err error
+		sent, err = pace(conns, srcs, fifos, start, rate, d)
+		if err != nil {
+			fail(err)
+		}
+	}()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var prev, cur HistSnapshot
+	var prev, cur, one HistSnapshot
 	for waiting := true; waiting; {
 		select {
 		case <-done:
 			waiting = false
 		case <-tick.C:
-			all.Snapshot(&cur)
+			cur = HistSnapshot{}
+			for _, pc := range pcs {
+				pc.all.Snapshot(&one)
+				cur.Add(&one)
+			}
 			iv := cur
 			iv.Sub(&prev)
 			prev = cur
@@ -116,52 +131,80 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 				time.Since(start).Seconds(), iv.N, ms(iv.Quantile(0.5)), ms(iv.Quantile(0.99)), ms(cur.Max))
 		}
 	}
-	res.sent, res.acked = sent.Load(), acked.Load()
-	res.elapsed = time.Unix(0, lastReply.Load()).Sub(start)
-	hist.Snapshot(&res.hist)
+	res.sent = sent
+	var last int64
+	for _, pc := range pcs {
+		res.acked += pc.acked.Load()
+		last = max(last, pc.last.Load())
+		pc.hist.Snapshot(&one)
+		res.hist.Add(&one)
+	}
+	res.elapsed = time.Unix(0, last).Sub(start)
 	return res, firstErr
 }
 
-// pacedWrite writes src's requests at rate per second from start, for d,
-// then a PING that marks the end. It queues each burst on fifo before
-// writing it, and closes fifo when done. It returns the requests written.
-func pacedWrite(nc net.Conn, src pacedSource, fifo chan<- pendingBatch, start time.Time, rate float64, d time.Duration) (int64, error) {
-	defer close(fifo)
-	sent := 0
-	for sent < len(src.ends) {
+// pace writes each source's requests to its connection at rate per second
+// from start, for d, then a PING that marks the end. It queues each burst
+// on the connection's fifo before writing it, and closes the fifos when
+// done. It returns the requests written.
+func pace(conns []net.Conn, srcs []pacedSource, fifos []chan pendingBatch, start time.Time, rate float64, d time.Duration) (int64, error) {
+	defer func() {
+		for _, f := range fifos {
+			close(f)
+		}
+	}()
+	sent := make([]int, len(srcs))
+	var total int64
+	for {
 		now := time.Now()
 		el := now.Sub(start)
 		if el >= d {
 			break
 		}
-		due := min(int(el.Seconds()*rate)+1, len(src.ends)) - sent
-		if due > 0 {
+		target := int(el.Seconds()*rate) + 1
+		more := false
+		for i, src := range srcs {
+			due := min(target, len(src.ends)) - sent[i]
+			if due <= 0 {
+				more = more || sent[i] < len(src.ends)
+				continue
+			}
 			from := 0
-			if sent > 0 {
-				from = src.ends[sent-1]
+			if sent[i] > 0 {
+				from = src.ends[sent[i]-1]
 			}
-			fifo <- pendingBatch{n: due, t: now}
-			if _, err := nc.Write(src.buf[from:src.ends[sent+due-1]]); err != nil {
-				return int64(sent), err
+			fifos[i] <- pendingBatch{n: due, t: now}
+			if _, err := conns[i].Write(src.buf[from:src.ends[sent[i]+due-1]]); err != nil {
+				return total, fmt.Errorf("connection %d: send: %w", i, err)
 			}
-			sent += due
+			sent[i] += due
+			total += int64(due)
+			more = more || sent[i] < len(src.ends)
 		}
-		next := start.Add(time.Duration(float64(sent) / rate * float64(time.Second)))
+		if !more {
+			break
+		}
+		next := start.Add(time.Duration(float64(target) / rate * float64(time.Second)))
 		time.Sleep(max(time.Until(next), pacedTick))
 	}
-	_, err := nc.Write([]byte("PING\n"))
-	return int64(sent), err
+	for i, nc := range conns {
+		if _, err := nc.Write([]byte("PING\n")); err != nil {
+			return total, fmt.Errorf("connection %d: send: %w", i, err)
+		}
+	}
+	return total, nil
 }
 
 var errNoRequest = errors.New("a reply to no request")
 
-// pacedRead reads the replies to the bursts pacedWrite queues, calling fn
-// for each 201 with its burst and the time it was read, until the PONG
-// that ends the run.
-func pacedRead(nc net.Conn, fifo <-chan pendingBatch, stall time.Duration, fn func(pendingBatch, time.Time)) error {
+// pacedRead reads the replies to the bursts pace queues on fifo until the
+// PONG that ends the run. For each burst with replies in a read, it calls
+// fn with the burst, the number of its 201 replies in the read, and the time
+// the read returned.
+func pacedRead(nc net.Conn, fifo <-chan pendingBatch, stall time.Duration, fn func(b pendingBatch, n int, at time.Time)) error {
 	rr := newReplyReader(nc)
 	var cur pendingBatch
-	left := 0
+	left, k := 0, 0 // replies of cur still due; read in this read
 	var bad error
 	done := false
 	for !done && bad == nil {
@@ -171,6 +214,10 @@ func pacedRead(nc net.Conn, fifo <-chan pendingBatch, stall time.Duration, fn fu
 				return
 			}
 			if left == 0 {
+				if k > 0 {
+					fn(cur, k, rr.at)
+					k = 0
+				}
 				if string(line) == "200 PONG" {
 					done = true
 					return
@@ -187,8 +234,12 @@ func pacedRead(nc net.Conn, fifo <-chan pendingBatch, stall time.Duration, fn fu
 				bad = &ReplyError{Request: "LOG", Reply: string(line)}
 				return
 			}
-			fn(cur, rr.at)
+			k++
 		})
+		if k > 0 {
+			fn(cur, k, rr.at)
+			k = 0
+		}
 		if bad != nil {
 			return bad
 		}

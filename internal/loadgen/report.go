@@ -23,14 +23,7 @@ func (r *BenchResult) WriteReport(w io.Writer) error {
 	if in.Commits > 0 {
 		pr.f("             %d group commits, %.0f samples per commit\n", in.Commits, in.SamplesPerCommit)
 	}
-	if u := in.CPU; u != nil {
-		pr.f("             CPU during the phase: server %.2f s", u.Server)
-		if in.ServerNsPerSample > 0 {
-			pr.f(" (%.0f ns/sample)", in.ServerNsPerSample)
-		}
-		pr.f(", this sender %.2f s, interrupts %.2f s, other processes %.2f s, hypervisor steal %.2f s, of %.2f s of %d cores\n",
-			u.Client, u.IRQ, u.Others, u.Steal, u.Machine, m.Cores)
-	}
+	pr.cpu(in.CPU, in.ServerNsPerSample, m.Cores)
 	if d := r.Disk; d != nil {
 		pr.f("disk:        %.3f bytes/sample after a flush (%s for %d samples; flush took %.2f s; WAL left %s)\n",
 			d.BytesPerSample, mb(d.Bytes), d.Samples, d.FlushSeconds, mb(d.WALBytes))
@@ -39,6 +32,10 @@ func (r *BenchResult) WriteReport(w io.Writer) error {
 		pr.f("LOG latency: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms at %s LOG/s (target %s, %.2f of the ingest rate) for %.1f s\n",
 			p.P50Ms, p.P99Ms, p.P999Ms, p.MaxMs, grouped(p.SentPerSec), grouped(p.TargetPerSec),
 			p.TargetPerSec/max(in.SamplesPerSec, 1), p.Seconds)
+		if p.Commits > 0 {
+			pr.f("             %d group commits, %.0f samples per commit\n", p.Commits, p.SamplesPerCommit)
+		}
+		pr.cpu(p.CPU, p.ServerNsPerSample, m.Cores)
 	}
 	if q := r.Query; q != nil {
 		pr.f("QUERY:       %s over %d samples (%d windows, %s reply), %d times each:\n",
@@ -56,6 +53,19 @@ func (r *BenchResult) WriteReport(w io.Writer) error {
 			mb(mem.PeakAfterIngest), mb(mem.Peak), mb(mem.Current))
 	}
 	return pr.err
+}
+
+// cpu prints where the CPU time of a phase went.
+func (p *printer) cpu(u *CPUUse, serverNs float64, cores int) {
+	if u == nil {
+		return
+	}
+	p.f("             CPU during the phase: server %.2f s", u.Server)
+	if serverNs > 0 {
+		p.f(" (%.0f ns/sample)", serverNs)
+	}
+	p.f(", this sender %.2f s, interrupts %.2f s, other processes %.2f s, hypervisor steal %.2f s, of %.2f s of %d cores\n",
+		u.Client, u.IRQ, u.Others, u.Steal, u.Machine, cores)
 }
 
 type printer struct {
