@@ -145,7 +145,14 @@ func (c *conn) next() ([]byte, error) {
 	if c.stopping.Load() {
 		return nil, errClose
 	}
-	c.nc.SetReadDeadline(time.Now().Add(c.s.opts.IdleTimeout))
+	if c.unsub == nil {
+		c.nc.SetReadDeadline(time.Now().Add(c.s.opts.IdleTimeout))
+	} else {
+		// A subscriber may wait days for an alert: no idle timeout. A
+		// dead peer is found by TCP keepalive or by a push's write
+		// deadline.
+		c.nc.SetReadDeadline(time.Time{})
+	}
 	line, err := c.r.ReadSlice('\n')
 	switch {
 	case err == nil:

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"strconv"
@@ -245,6 +246,9 @@ func AppendTime(dst []byte, ms int64) []byte {
 func ParseFloat(b []byte) (float64, bool) {
 	if v, ok := parseDecimal(b); ok {
 		return v, true
+	}
+	if bytes.IndexByte(b, 'x') >= 0 || bytes.IndexByte(b, 'X') >= 0 {
+		return 0, false // hexadecimal floats: Python's float() refuses them
 	}
 	v, err := strconv.ParseFloat(string(b), 64)
 	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {

@@ -8,6 +8,7 @@ package wire
 
 import (
 	"bytes"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/vigia-mon/vigia/internal/query"
@@ -267,7 +268,8 @@ func splitSpaces(line []byte, dst [][]byte) int {
 }
 
 // validID reports whether id is a legal metric id: 1 to MaxIDLen bytes of
-// UTF-8 with no control characters (whitespace never reaches here).
+// UTF-8 with no control characters and no Unicode whitespace (ASCII
+// blanks never reach here).
 func validID(id []byte) bool {
 	if len(id) == 0 || len(id) > MaxIDLen {
 		return false
@@ -287,8 +289,9 @@ func validID(id []byte) bool {
 	if !utf8.Valid(id) {
 		return false
 	}
-	// C1 control characters (U+0080 to U+009F) are control characters too.
-	return !bytes.ContainsFunc(id, func(r rune) bool { return r >= 0x80 && r <= 0x9f })
+	// C1 control characters (U+0080 to U+009F) are control characters too,
+	// and Unicode spaces (U+00A0, U+2003, U+3000, ...) are whitespace.
+	return !bytes.ContainsFunc(id, func(r rune) bool { return r >= 0x80 && r <= 0x9f || unicode.IsSpace(r) })
 }
 
 func parseSecs(b []byte) (int64, bool) {
