@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -26,6 +27,7 @@ func runServer(args []string) int {
 	fs.StringVar(&o.ExternalURL, "external-url", "", "URL users reach this server's HTTP API at, for links in alerts")
 	fs.DurationVar(&o.FlushInterval, "flush-interval", 10*time.Minute, "flush in-memory samples into compressed parts at least this often")
 	fs.DurationVar(&o.RawRetention, "retention", 240*time.Hour, "keep raw samples this long (archives keep 1m/1h/1d consolidations longer)")
+	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	logger := logFlags(fs)
 	if rc := parseFlags(fs, args); rc >= 0 {
 		return rc
@@ -52,6 +54,19 @@ func runServer(args []string) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vigia server: %v\n", err)
 		return 1
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vigia server: --cpu-profile: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "vigia server: --cpu-profile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
