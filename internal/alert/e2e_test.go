@@ -67,13 +67,14 @@ func TestAlertSurvivesKill(t *testing.T) {
 	sub.expect(t, "SUBSCRIBE", "200 Subscribed")
 	c.expect(t, "LOG e2e.cpu 99", "201 Metric Inserted")
 	logged := time.Now()
-	// The check after the LOG runs at most one interval later. The extra
-	// second is for a loaded 2-core machine running the server, the race
-	// detector and other packages' tests at once; the latency is logged.
-	sub.conn.SetReadDeadline(time.Now().Add(interval + time.Second))
+	// The check after the LOG runs at most one interval later; the
+	// latency is logged. The deadline is generous because a pass must not
+	// depend on how loaded the machine is (a 2-core CI machine running
+	// the race detector and other packages' tests at once).
+	sub.conn.SetReadDeadline(time.Now().Add(interval + 10*time.Second))
 	line, err := sub.r.ReadString('\n')
 	if err != nil {
-		t.Fatalf("no ALERT line within %v of the breaching LOG: %v (server log:\n%s)", interval+time.Second, err, srv.log())
+		t.Fatalf("no ALERT line within %v of the breaching LOG: %v (server log:\n%s)", interval+10*time.Second, err, srv.log())
 	}
 	t.Logf("ALERT received %v after the breaching LOG", time.Since(logged))
 	js, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "ALERT ")
