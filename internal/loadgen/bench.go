@@ -143,6 +143,7 @@ type DiskResult struct {
 	Samples        int64   `json:"samples"`
 	BytesPerSample float64 `json:"bytes_per_sample"`
 	WALBytes       int64   `json:"wal_bytes"` // left after the flush
+	Parts          int     `json:"parts"`     // raw parts after the flush (each adds per-series overhead until merged)
 }
 
 // MemoryResult is the server's resident memory.
@@ -275,6 +276,7 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 			Bytes:        int64(after.diskBytes - before.diskBytes),
 			Samples:      int64(after.appended - before.appended),
 			WALBytes:     int64(after.walBytes),
+			Parts:        int(after.parts),
 		}
 		if dr.Samples > 0 {
 			dr.BytesPerSample = float64(dr.Bytes) / float64(dr.Samples)

@@ -17,7 +17,7 @@ import (
 
 // serverMetrics are the figures Bench reads from the server's /metrics.
 type serverMetrics struct {
-	diskBytes, walBytes, appended, commits, busy float64
+	diskBytes, walBytes, appended, commits, busy, parts float64
 }
 
 // scrapeMetrics reads the server's /metrics.
@@ -41,6 +41,7 @@ func scrapeMetrics(ctx context.Context, httpAddr string) (serverMetrics, error) 
 		"vigia_tsdb_appended_samples_total": &m.appended,
 		"vigia_tsdb_commits_total":          &m.commits,
 		"vigia_native_busy_total":           &m.busy,
+		"vigia_tsdb_parts":                  &m.parts,
 	}
 	found := 0
 	sc := bufio.NewScanner(resp.Body)

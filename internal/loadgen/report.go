@@ -25,8 +25,8 @@ func (r *BenchResult) WriteReport(w io.Writer) error {
 	}
 	pr.cpu(in.CPU, in.ServerNsPerSample, m.Cores)
 	if d := r.Disk; d != nil {
-		pr.f("disk:        %.3f bytes/sample after a flush (%s for %d samples; flush took %.2f s; WAL left %s)\n",
-			d.BytesPerSample, mb(d.Bytes), d.Samples, d.FlushSeconds, mb(d.WALBytes))
+		pr.f("disk:        %.3f bytes/sample after a flush (%s for %d samples in %d parts; flush took %.2f s; WAL left %s)\n",
+			d.BytesPerSample, mb(d.Bytes), d.Samples, d.Parts, d.FlushSeconds, mb(d.WALBytes))
 	}
 	if p := r.Paced; p != nil {
 		pr.f("LOG latency: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms at %s LOG/s (target %s, %.2f of the ingest rate) for %.1f s\n",
