@@ -127,8 +127,9 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 			iv := cur
 			iv.Sub(&prev)
 			prev = cur
-			fmt.Fprintf(progress, "  latency: %5.1fs %d acknowledged in the last second: p50 %.3f ms, p99 %.3f ms, max so far %.3f ms\n",
-				time.Since(start).Seconds(), iv.N, ms(iv.Quantile(0.5)), ms(iv.Quantile(0.99)), ms(cur.Max))
+			now := time.Now()
+			fmt.Fprintf(progress, "  latency: %s %5.1fs %d acknowledged in the last second: p50 %.3f ms, p99 %.3f ms, max so far %.3f ms\n",
+				now.UTC().Format("15:04:05.000"), now.Sub(start).Seconds(), iv.N, ms(iv.Quantile(0.5)), ms(iv.Quantile(0.99)), ms(cur.Max))
 		}
 	}
 	res.sent = sent
