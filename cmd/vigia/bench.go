@@ -24,7 +24,7 @@ func runBench(args []string) int {
 	keep := fs.Bool("keep", false, "with --server: keep the data dir and the server log")
 	fs.IntVar(&o.Data.Series, "series", 10000, "series in the data set")
 	fs.IntVar(&o.Data.Points, "points", 1000, "points per series, 1 s apart")
-	fs.Uint64Var(&o.Data.Seed, "seed", loadgen.DefaultSeed, "data set seed")
+	fs.Uint64Var(&o.Data.Seed, "seed", loadgen.DefaultSeed, "data set seed (0 means the default)")
 	fs.Int64Var(&o.Data.Start, "start", 0, "first timestamp, unix seconds; 0 means now - points - 300 s, rounded down to a minute")
 	fs.StringVar(&o.Data.Prefix, "prefix", "bench", "series name prefix")
 	fs.IntVar(&o.Conns, "conns", 4, "connections the data set is sent on, pipelined")
