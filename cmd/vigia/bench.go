@@ -63,8 +63,11 @@ func runBench(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	var srv *loadgen.Server
 	if *server {
-		srv, cleanup, err := benchServer(ctx, *tmp, *keep)
+		var cleanup func()
+		var err error
+		srv, cleanup, err = benchServer(ctx, *tmp, *keep)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "vigia bench: %v\n", err)
 			return 1
@@ -75,6 +78,9 @@ func runBench(args []string) int {
 	res, err := loadgen.Bench(ctx, o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vigia bench: %v\n", err)
+		if srv != nil {
+			fmt.Fprintf(os.Stderr, "the server's last lines:\n%s\n", srv.Output())
+		}
 		return 1
 	}
 	if *asJSON {
