@@ -144,6 +144,12 @@ type DiskResult struct {
 	BytesPerSample float64 `json:"bytes_per_sample"`
 	WALBytes       int64   `json:"wal_bytes"` // left after the flush
 	Parts          int     `json:"parts"`     // raw parts after the flush (each adds per-series overhead until merged)
+	// The same once background merges have settled (no change for a
+	// second, waiting at most settleMax).
+	SettledBytes          int64   `json:"settled_bytes"`
+	SettledParts          int     `json:"settled_parts"`
+	SettledBytesPerSample float64 `json:"settled_bytes_per_sample"`
+	SettleSeconds         float64 `json:"settle_seconds"` // when the last change was seen
 }
 
 // MemoryResult is the server's resident memory.
@@ -282,7 +288,20 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 			dr.BytesPerSample = float64(dr.Bytes) / float64(dr.Samples)
 		}
 		res.Disk = dr
-		fmt.Fprintf(p, "disk: flushed in %.2fs; %d bytes for %d samples: %.3f bytes/sample\n", took.Seconds(), dr.Bytes, dr.Samples, dr.BytesPerSample)
+		fmt.Fprintf(p, "disk: flushed in %.2fs; %d bytes for %d samples in %d parts: %.3f bytes/sample\n",
+			took.Seconds(), dr.Bytes, dr.Samples, dr.Parts, dr.BytesPerSample)
+		settled, waited, err := settle(ctx, o.HTTPAddr, after)
+		if err != nil {
+			return res, err
+		}
+		dr.SettledBytes = int64(settled.diskBytes - before.diskBytes)
+		dr.SettledParts = int(settled.parts)
+		dr.SettleSeconds = waited.Seconds()
+		if dr.Samples > 0 {
+			dr.SettledBytesPerSample = float64(dr.SettledBytes) / float64(dr.Samples)
+		}
+		fmt.Fprintf(p, "disk: after %.1fs of background merges: %d bytes in %d parts: %.3f bytes/sample\n",
+			dr.SettleSeconds, dr.SettledBytes, dr.SettledParts, dr.SettledBytesPerSample)
 	}
 	if o.PID > 0 {
 		peak, _, err := procMemory(o.PID)
@@ -317,6 +336,34 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 		res.Memory.Peak, res.Memory.Current = peak, cur
 	}
 	return res, nil
+}
+
+// settleMax bounds the wait for background merges after a flush.
+const settleMax = 15 * time.Second
+
+// settle polls the server's metrics until its parts and disk bytes have
+// not changed for a second (background merges are done), or settleMax
+// passed. It returns the last reading and when, after the call, the last
+// change was seen.
+func settle(ctx context.Context, httpAddr string, last serverMetrics) (serverMetrics, time.Duration, error) {
+	start := time.Now()
+	stable := start
+	for time.Since(stable) < time.Second && time.Since(start) < settleMax {
+		select {
+		case <-ctx.Done():
+			return last, time.Since(start), ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		m, err := scrapeMetrics(ctx, httpAddr)
+		if err != nil {
+			return last, time.Since(start), err
+		}
+		if m.parts != last.parts || m.diskBytes != last.diskBytes {
+			stable = time.Now()
+		}
+		last = m
+	}
+	return last, stable.Sub(start), nil
 }
 
 // benchPaced runs the latency phase at rate samples per second in all,

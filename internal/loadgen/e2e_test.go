@@ -81,7 +81,8 @@ func TestBenchEndToEnd(t *testing.T) {
 	if res.Ingest.Samples != 1000 || !(res.Ingest.SamplesPerSec > 0) {
 		t.Errorf("ingest: %+v, want 1000 samples acknowledged", res.Ingest)
 	}
-	if d := res.Disk; d == nil || d.Samples != 1000 || !(d.BytesPerSample > 0) || d.WALBytes != 0 {
+	if d := res.Disk; d == nil || d.Samples != 1000 || !(d.BytesPerSample > 0) || d.WALBytes != 0 ||
+		d.Parts < 1 || d.SettledParts < 1 || !(d.SettledBytesPerSample > 0) {
 		t.Errorf("disk: %+v, want 1000 samples flushed and some bytes per sample", d)
 	}
 	if p := res.Paced; p == nil || p.Samples == 0 || p.Measured == 0 || !(p.P99Ms >= p.P50Ms) || !(p.MaxMs >= p.P99Ms) {

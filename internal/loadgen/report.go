@@ -27,6 +27,10 @@ func (r *BenchResult) WriteReport(w io.Writer) error {
 	if d := r.Disk; d != nil {
 		pr.f("disk:        %.3f bytes/sample after a flush (%s for %d samples in %d parts; flush took %.2f s; WAL left %s)\n",
 			d.BytesPerSample, mb(d.Bytes), d.Samples, d.Parts, d.FlushSeconds, mb(d.WALBytes))
+		if d.SettledParts != d.Parts || d.SettledBytes != d.Bytes {
+			pr.f("             %.3f bytes/sample once background merges settled %.1f s later (%s in %d parts)\n",
+				d.SettledBytesPerSample, d.SettleSeconds, mb(d.SettledBytes), d.SettledParts)
+		}
 	}
 	if p := r.Paced; p != nil {
 		pr.f("LOG latency: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms at %s LOG/s (target %s, %.2f of the ingest rate) for %.1f s\n",
