@@ -48,15 +48,19 @@ func samePoints(got, want []Point, exact bool) bool {
 // others answer from the raw data that is left.
 func TestExecutorArchives(t *testing.T) {
 	now := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
-	db, err := tsdb.Open(t.TempDir(), &tsdb.Options{
+	dir := t.TempDir()
+	// First without retention passes (they run every MergeInterval, an
+	// hour here), then reopened with frequent ones.
+	opts := &tsdb.Options{
 		Now:           func() time.Time { return now },
 		RawRetention:  48 * time.Hour,
-		MergeInterval: 5 * time.Millisecond,
-	})
+		MergeInterval: time.Hour,
+	}
+	db, err := tsdb.Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer func() { db.Close() }()
 	ref, _ := db.GetOrCreate([]byte("m"), nil)
 	r := rand.New(rand.NewPCG(1, 1))
 	start := now.Add(-5 * 24 * time.Hour).UnixMilli()
@@ -90,6 +94,13 @@ func TestExecutorArchives(t *testing.T) {
 		if err != nil || !samePoints(got, model(all, q), true) {
 			t.Fatalf("before retention: %+v: %v", q, err)
 		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	opts.MergeInterval = 5 * time.Millisecond
+	if db, err = tsdb.Open(dir, opts); err != nil {
+		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for db.ArchivedTo() == math.MinInt64 {
