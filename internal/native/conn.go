@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,28 +18,49 @@ import (
 // maxBatch bounds the LOG samples committed by one Write call.
 const maxBatch = 4096
 
-// flushAt is the size of pending reply bytes that are written out at once
-// rather than when the connection runs out of buffered requests.
+// flushAt is the size of pending reply bytes that are handed to the writer
+// at once rather than when the connection runs out of buffered requests.
 const flushAt = 64 << 10
 
-// conn is one client connection. Its fields are owned by the goroutine
-// running serve, except those guarded by wmu.
+// queueLen bounds the units of work waiting for a connection's writer: with
+// one being committed, a reader keeps parsing the next batch while the
+// previous one waits for its fsync, and at most 2 batches wait per
+// connection.
+const queueLen = 2
+
+// conn is one client connection, served by two goroutines: the reader
+// (serve) parses requests and executes all but LOG, and the writer commits
+// LOG batches to the store, in order, and writes every reply, in order.
+// Fields are owned by the reader unless said otherwise.
 type conn struct {
 	s  *Server
 	nc net.Conn
 	r  *bufio.Reader
 
-	wmu  sync.Mutex // serializes writes to nc: replies and pushed ALERT lines
-	werr error      // first write error, guarded by wmu
-
-	stopping atomic.Bool
+	stopping atomic.Bool // Shutdown asked the connection to end
+	failed   atomic.Bool // the writer failed (a write, or a batch the store refused): stop reading
+	closing  bool        // the reader refused a request with 503: stop reading
 
 	req      wire.Request
-	out      []byte        // replies not yet written
-	batch    []tsdb.Sample // LOG samples not yet committed
+	out      []byte        // replies not yet handed to the writer
+	batch    []tsdb.Sample // LOG samples not yet handed to the writer
 	maxBatch int
 	qx       query.Executor
 	unsub    func()
+
+	queue    chan *unit    // to the writer
+	lastDone chan struct{} // committed channel of the last batch handed to the writer
+	free     chan *unit    // units the writer is done with, for reuse
+	werrDone chan struct{} // closed when the writer returns
+}
+
+// unit is what the reader hands to the writer: reply bytes, then the
+// replies of a batch of LOGs once committed.
+type unit struct {
+	out       []byte
+	batch     []tsdb.Sample
+	events    <-chan []byte // SUBSCRIBE: push these from now on
+	committed chan struct{} // closed once batch is committed or given up
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -52,6 +72,9 @@ func newConn(s *Server, nc net.Conn) *conn {
 		nc:       nc,
 		r:        bufio.NewReaderSize(nc, MaxLine+2),
 		maxBatch: min(maxBatch, s.opts.MaxInflight),
+		queue:    make(chan *unit, queueLen),
+		free:     make(chan *unit, queueLen+2),
+		werrDone: make(chan struct{}),
 	}
 }
 
@@ -65,28 +88,40 @@ func (c *conn) stop() {
 var errClose = errors.New("close connection")
 
 func (c *conn) serve() {
-	defer func() {
-		if c.unsub != nil {
-			c.unsub()
+	go c.writer()
+	err := c.readLoop()
+	c.submit()
+	close(c.queue)
+	<-c.werrDone
+	if c.unsub != nil {
+		c.unsub()
+	}
+	switch {
+	case err == errClose || c.failed.Load():
+		c.linger()
+	case err == io.EOF:
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		if !c.stopping.Load() {
+			c.s.stats.timeouts.Add(1)
 		}
-		c.nc.Close()
-	}()
+	}
+	c.nc.Close()
+}
+
+// readLoop reads and handles requests until the connection ends.
+func (c *conn) readLoop() error {
 	for {
 		line, err := c.next()
 		if line != nil {
 			if herr := c.handle(line); herr != nil {
-				c.finish()
-				c.linger()
-				return
+				return herr
 			}
 		}
 		if err != nil {
-			c.finish()
-			c.closeErr(err)
-			if err == errClose {
-				c.linger()
-			}
-			return
+			return err
+		}
+		if c.closing || c.failed.Load() {
+			return errClose
 		}
 	}
 }
@@ -105,46 +140,20 @@ func (c *conn) linger() {
 	io.CopyN(io.Discard, tc, 1<<20)
 }
 
-// finish commits the pending batch and writes every pending reply.
-func (c *conn) finish() {
-	c.commit()
-	c.flush()
-}
-
-// closeErr records why a connection ended.
-func (c *conn) closeErr(err error) {
-	switch {
-	case err == io.EOF, err == errClose:
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		if !c.stopping.Load() {
-			c.s.stats.timeouts.Add(1)
-		}
-	}
-}
-
 // next returns the next request line without its line ending. When no
-// complete line is buffered it first commits the pending LOG batch and
-// writes the pending replies, so that pipelined requests are answered in
-// batches and a lone request at once. The line is valid until the next call
-// and nil when there is none; an empty line is not nil.
+// complete line is buffered it first hands the pending batch and replies
+// to the writer, so that pipelined requests are answered in batches and a
+// lone request at once. The line is valid until the next call and nil when
+// there is none; an empty line is not nil.
 func (c *conn) next() ([]byte, error) {
 	if n := c.r.Buffered(); n > 0 {
 		b, _ := c.r.Peek(n)
-		if bytes.IndexByte(b, '\n') >= 0 {
-			line, _ := c.r.ReadSlice('\n')
-			return c.trim(line)
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			c.r.Discard(i + 1)
+			return c.trim(b[:i])
 		}
 	}
-	cerr := c.commit()
-	if err := c.flush(); err != nil {
-		return nil, err
-	}
-	if cerr != nil {
-		return nil, cerr
-	}
-	if c.stopping.Load() {
-		return nil, errClose
-	}
+	c.submit()
 	if c.unsub == nil {
 		c.nc.SetReadDeadline(time.Now().Add(c.s.opts.IdleTimeout))
 	} else {
@@ -153,10 +162,15 @@ func (c *conn) next() ([]byte, error) {
 		// deadline.
 		c.nc.SetReadDeadline(time.Time{})
 	}
+	// Checked after setting the deadline: stop and fail set their flag
+	// before they set a past deadline, so one of the two is seen.
+	if c.stopping.Load() || c.closing || c.failed.Load() {
+		return nil, errClose
+	}
 	line, err := c.r.ReadSlice('\n')
 	switch {
 	case err == nil:
-		return c.trim(line)
+		return c.trim(line[:len(line)-1])
 	case err == bufio.ErrBufferFull:
 		return nil, c.tooLong(line)
 	case err == io.EOF && len(line) > 0:
@@ -170,9 +184,11 @@ func (c *conn) next() ([]byte, error) {
 	return nil, err
 }
 
+// trim drops a '\r' ending and enforces the line limit.
 func (c *conn) trim(line []byte) ([]byte, error) {
-	line = bytes.TrimSuffix(line, []byte{'\n'})
-	line = bytes.TrimSuffix(line, []byte{'\r'})
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
 	if len(line) > MaxLine {
 		return nil, c.tooLong(line)
 	}
@@ -189,7 +205,7 @@ func (c *conn) trim(line []byte) ([]byte, error) {
 func (c *conn) tooLong(prefix []byte) error {
 	c.s.stats.longLines.Add(1)
 	c.s.stats.bad.Add(1)
-	c.commit()
+	c.submitBatch()
 	c.out = append(c.out, wire.UsageFor(wire.CommandOf(prefix[:min(len(prefix), 64)]))...)
 	c.s.log.Debug("request line too long", "remote", c.nc.RemoteAddr().String())
 	return errClose
@@ -203,13 +219,17 @@ func (c *conn) handle(line []byte) error {
 	if err == nil && c.req.Cmd == wire.Log {
 		return c.log()
 	}
-	if err := c.commit(); err != nil {
-		return err
-	}
+	// Replies stay in request order: the LOGs before this request are
+	// answered first.
+	c.submitBatch()
 	if err != nil {
 		s.stats.bad.Add(1)
 		c.out = append(c.out, wire.ReplyFor(err)...)
-		return c.maybeFlush()
+		return c.maybeSubmit()
+	}
+	// Requests that read see every LOG sent before them.
+	if err := c.awaitCommits(); err != nil {
+		return err
 	}
 	if !s.acquire(1) {
 		return c.busy(1)
@@ -219,16 +239,14 @@ func (c *conn) handle(line []byte) error {
 	if err != nil {
 		return err
 	}
-	return c.maybeFlush()
+	return c.maybeSubmit()
 }
 
 // log adds a parsed LOG request to the batch.
 func (c *conn) log() error {
 	ref, err := c.s.opts.Store.GetOrCreate(c.req.ID, nil)
 	if err != nil {
-		if err := c.commit(); err != nil {
-			return err
-		}
+		c.submitBatch()
 		return c.internal(err)
 	}
 	t := c.req.T
@@ -237,45 +255,84 @@ func (c *conn) log() error {
 	}
 	c.batch = append(c.batch, tsdb.Sample{Ref: ref, T: t, V: c.req.Value})
 	if len(c.batch) >= c.maxBatch {
-		return c.commit()
+		c.submitBatch()
 	}
 	return nil
 }
 
-// commit writes the pending LOG batch to the store and queues a 201 for
-// each of its requests, or a 503 for each and the end of the connection
-// when the server or the store is overloaded.
-func (c *conn) commit() error {
+// getUnit returns a unit for reuse or a new one.
+func (c *conn) getUnit() *unit {
+	select {
+	case u := <-c.free:
+		return u
+	default:
+		return &unit{}
+	}
+}
+
+// submitBatch hands the replies so far and the pending batch, if there is
+// one, to the writer. A batch beyond the in-flight bound is answered with
+// 503s instead, and the connection ends.
+func (c *conn) submitBatch() {
+	if len(c.batch) == 0 {
+		return
+	}
 	n := len(c.batch)
-	if n == 0 {
-		return nil
+	if !c.s.acquire(n) {
+		c.batch = c.batch[:0]
+		c.busy(n)
+		return
 	}
-	s := c.s
-	defer func() { c.batch = c.batch[:0] }()
-	if !s.acquire(n) {
-		return c.busy(n)
+	c.submitUnit(nil)
+}
+
+// submit hands everything pending to the writer.
+func (c *conn) submit() {
+	c.submitBatch()
+	if len(c.out) > 0 {
+		c.submitUnit(nil)
 	}
-	err := s.opts.Writer.Write(c.batch)
-	s.release(n)
-	switch {
-	case err == nil:
-		s.stats.samples.Add(uint64(n))
-		for range n {
-			c.out = append(c.out, wire.ReplyInserted...)
-		}
-		return nil
-	case errors.Is(err, tsdb.ErrOverloaded), errors.Is(err, tsdb.ErrClosed):
-		return c.busy(n)
+}
+
+// submitUnit queues the pending replies and batch (and a subscription's
+// events) for the writer, and takes fresh buffers.
+func (c *conn) submitUnit(events <-chan []byte) {
+	u := c.getUnit()
+	u.out, c.out = c.out, u.out[:0]
+	u.batch, c.batch = c.batch, u.batch[:0]
+	u.events = events
+	u.committed = nil
+	if len(u.batch) > 0 {
+		u.committed = make(chan struct{})
+		c.lastDone = u.committed
 	}
-	s.log.Error("storing samples failed", "err", err, "samples", n)
-	for range n {
-		c.out = append(c.out, wire.ReplyInternal...)
+	c.queue <- u
+}
+
+// awaitCommits submits the pending batch and waits until every batch
+// handed to the writer is committed.
+func (c *conn) awaitCommits() error {
+	c.submitBatch()
+	if c.lastDone != nil {
+		<-c.lastDone
+		c.lastDone = nil
 	}
-	return errClose
+	if c.closing || c.failed.Load() {
+		return errClose
+	}
+	return nil
+}
+
+func (c *conn) maybeSubmit() error {
+	if len(c.out) >= flushAt {
+		c.submit()
+	}
+	return nil
 }
 
 // busy answers n requests with the 503 line and ends the connection.
 func (c *conn) busy(n int) error {
+	c.closing = true
 	c.s.stats.busy.Add(uint64(n))
 	for range n {
 		c.out = append(c.out, wire.ReplyBusy...)
@@ -287,46 +344,5 @@ func (c *conn) busy(n int) error {
 func (c *conn) internal(err error) error {
 	c.s.log.Error("request failed", "cmd", c.req.Cmd.String(), "err", err)
 	c.out = append(c.out, wire.ReplyInternal...)
-	return nil
-}
-
-func (c *conn) maybeFlush() error {
-	if len(c.out) >= flushAt {
-		return c.flush()
-	}
-	return nil
-}
-
-// flush writes the pending replies.
-func (c *conn) flush() error {
-	if len(c.out) == 0 {
-		return nil
-	}
-	err := c.write(c.out)
-	if cap(c.out) > 1<<20 {
-		c.out = nil // do not keep a huge QUERY reply's buffer
-	} else {
-		c.out = c.out[:0]
-	}
-	return err
-}
-
-// write writes b whole, within the write timeout.
-func (c *conn) write(b []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.werr != nil {
-		return c.werr
-	}
-	c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
-	if _, err := c.nc.Write(b); err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			c.s.stats.timeouts.Add(1)
-		}
-		c.werr = err
-		// Unblock the reader too: a client that does not read is gone.
-		c.nc.SetReadDeadline(time.Now())
-		return err
-	}
 	return nil
 }

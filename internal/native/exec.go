@@ -114,29 +114,12 @@ func (c *conn) alerts() error {
 	case wire.Subscribe:
 		c.out = append(c.out, wire.ReplySubscribed...)
 		if c.unsub == nil {
-			// The confirmation goes out before any pushed line.
-			if err := c.flush(); err != nil {
-				return err
-			}
+			// The writer pushes the events after this reply.
 			events, cancel := a.Subscribe()
 			c.unsub = cancel
-			go c.push(events)
+			c.submitBatch()
+			c.submitUnit(events)
 		}
 	}
 	return nil
-}
-
-// push writes every event as an "ALERT <json>" line until the subscription
-// ends or a write fails.
-func (c *conn) push(events <-chan []byte) {
-	var line []byte
-	for ev := range events {
-		line = append(append(append(line[:0], "ALERT "...), ev...), '\n')
-		if err := c.write(line); err != nil {
-			c.unsub()
-			for range events {
-			}
-			return
-		}
-	}
 }

@@ -1,0 +1,152 @@
+package native
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	"github.com/vigia-mon/vigia/internal/native/wire"
+	"github.com/vigia-mon/vigia/internal/tsdb"
+)
+
+// writer is a connection's second goroutine. It takes units in request
+// order, commits their batches to the store (so a connection's samples are
+// stored in the order they were sent), and writes the replies, batching
+// them into one write whenever no unit is waiting. After SUBSCRIBE it also
+// writes the pushed ALERT lines between replies. It returns when the reader
+// closes the queue.
+func (c *conn) writer() {
+	defer close(c.werrDone)
+	var (
+		buf    []byte
+		events <-chan []byte
+		failed bool // a batch was refused or a write failed: answer and commit nothing more
+	)
+	flush := func() {
+		if len(buf) == 0 || failed {
+			buf = buf[:0]
+			return
+		}
+		if err := c.write(buf); err != nil {
+			c.fail()
+			failed = true
+		}
+		if cap(buf) > 1<<20 {
+			buf = nil // do not keep a huge QUERY reply's buffer
+		} else {
+			buf = buf[:0]
+		}
+	}
+	for {
+		if len(c.queue) == 0 {
+			flush()
+		}
+		var u *unit
+		select {
+		case u = <-c.queue:
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			buf = append(append(append(buf, "ALERT "...), ev...), '\n')
+			continue
+		}
+		if u == nil {
+			flush()
+			return
+		}
+		if !failed {
+			buf = append(buf, u.out...)
+		}
+		if len(u.batch) > 0 {
+			n := len(u.batch)
+			if !failed {
+				// The commit waits for an fsync: send what is ready first.
+				flush()
+			}
+			if !failed {
+				var ok bool
+				if buf, ok = c.commit(buf, u.batch); !ok {
+					// Answer this batch's requests with their 503s
+					// or 500s, and nothing after them.
+					flush()
+					failed = true
+				}
+			}
+			c.s.release(n)
+			close(u.committed)
+		}
+		if u.events != nil {
+			events = u.events
+		}
+		c.recycle(u)
+		if len(buf) >= flushAt {
+			flush()
+		}
+	}
+}
+
+// commit stores a batch and appends its replies to buf: a 201 for each
+// sample, or a 503 (store overloaded or closing) or 500 (store failure) for
+// each, after which the connection ends. It reports whether the batch was
+// stored.
+func (c *conn) commit(buf []byte, batch []tsdb.Sample) ([]byte, bool) {
+	s := c.s
+	n := len(batch)
+	err := s.opts.Writer.Write(batch)
+	var reply []byte
+	switch {
+	case err == nil:
+		s.stats.samples.Add(uint64(n))
+		reply = wire.ReplyInserted
+	case errors.Is(err, tsdb.ErrOverloaded), errors.Is(err, tsdb.ErrClosed):
+		s.stats.busy.Add(uint64(n))
+		reply = wire.ReplyBusy
+		c.fail()
+	default:
+		s.log.Error("storing samples failed", "err", err, "samples", n)
+		reply = wire.ReplyInternal
+		c.fail()
+	}
+	for range n {
+		buf = append(buf, reply...)
+	}
+	return buf, err == nil
+}
+
+// fail makes the reader stop: the connection ends once the replies so far
+// are written.
+func (c *conn) fail() {
+	c.failed.Store(true)
+	c.nc.SetReadDeadline(time.Now())
+}
+
+// recycle returns a unit's buffers for the reader to reuse, unless they
+// grew large.
+func (c *conn) recycle(u *unit) {
+	if cap(u.out) > 1<<20 {
+		u.out = nil
+	}
+	if cap(u.batch) > 2*maxBatch {
+		u.batch = nil
+	}
+	u.events = nil
+	u.committed = nil
+	select {
+	case c.free <- u:
+	default:
+	}
+}
+
+// write writes b whole, within the write timeout.
+func (c *conn) write(b []byte) error {
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.WriteTimeout))
+	if _, err := c.nc.Write(b); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.s.stats.timeouts.Add(1)
+		}
+		return err
+	}
+	return nil
+}
