@@ -1,7 +1,6 @@
 package alert
 
 import (
-	"encoding/json"
 	"slices"
 	"sort"
 	"time"
@@ -50,7 +49,7 @@ func (m *Monitor) check() {
 	}
 	sort.Slice(events, func(i, j int) bool { return events[i].ID < events[j].ID })
 	for _, e := range events {
-		e.raw, _ = json.Marshal(e) // cannot fail: jsonFloat handles every value
+		e.raw, _ = marshal(e) // cannot fail: jsonFloat handles every value
 	}
 	if err := m.persist(changed, events, now); err != nil {
 		m.stats.persistErrors.Add(1)

@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -209,4 +210,17 @@ func unseal(v []byte) ([]byte, bool) {
 	}
 	p := v[:len(v)-4]
 	return p, crc32.Checksum(p, castagnoli) == binary.BigEndian.Uint32(v[len(v)-4:])
+}
+
+// marshal is json.Marshal without HTML escaping: the JSON goes to protocol
+// lines, logs and API replies, where "cmp":">" reads better than
+// "cmp":"\u003e". The result has no trailing newline.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
 }

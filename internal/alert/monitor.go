@@ -1,7 +1,6 @@
 package alert
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -346,7 +345,7 @@ func (m *Monitor) ListJSON() ([]byte, error) {
 	}
 	m.mu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
-	return json.Marshal(list)
+	return marshal(list)
 }
 
 // getJSON returns the JSON object of alert id.
@@ -361,7 +360,7 @@ func (m *Monitor) getJSON(id int64) ([]byte, error) {
 	if r == nil {
 		return nil, ErrNotFound
 	}
-	return json.Marshal(a)
+	return marshal(a)
 }
 
 // Stats returns the monitor's counters.

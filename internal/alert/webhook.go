@@ -3,7 +3,6 @@ package alert
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -71,7 +70,7 @@ func (m *Monitor) payloads(events []*event) [][]byte {
 		}
 		msg.CommonLabels = common(msg.Alerts, func(a *amAlert) map[string]string { return a.Labels })
 		msg.CommonAnnotations = common(msg.Alerts, func(a *amAlert) map[string]string { return a.Annotations })
-		b, err := json.Marshal(&msg)
+		b, err := marshal(&msg)
 		if err != nil { // cannot happen: only strings and times
 			m.log.Error("encode webhook payload", "err", err)
 			continue
