@@ -32,7 +32,7 @@ func init() {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintf(w, "vigia: metrics, alerts, logs and backups in one server.\n\nUsage:\n  vigia <command> [flags]\n\nCommands:\n")
+	fmt.Fprintf(w, "vigia: a monitoring server that stores metrics, answers windowed queries and raises alerts.\n\nUsage:\n  vigia <command> [flags]\n\nCommands:\n")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
