@@ -256,6 +256,9 @@ func (db *DB) Lookup(name []byte, labels []Label) (SeriesRef, bool) {
 	return 0, false
 }
 
+// NumSeries returns how many series the index holds.
+func (db *DB) NumSeries() int { return db.idx.len() }
+
 // RefsByName returns every series with that name, whatever its labels, in
 // creation order. The caller owns the returned slice.
 func (db *DB) RefsByName(name []byte) []SeriesRef {
