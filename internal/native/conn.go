@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -244,10 +245,21 @@ func (c *conn) handle(line []byte) error {
 
 // log adds a parsed LOG request to the batch.
 func (c *conn) log() error {
-	ref, err := c.s.opts.Store.GetOrCreate(c.req.ID, nil)
-	if err != nil {
-		c.submitBatch()
-		return c.internal(err)
+	st := c.s.opts.Store
+	ref, ok := st.Lookup(c.req.ID, nil)
+	if !ok {
+		if st.NumSeries() >= c.s.opts.MaxSeries {
+			c.submitBatch()
+			c.s.stats.seriesLimit.Add(1)
+			c.s.stats.bad.Add(1)
+			c.out = fmt.Appendf(c.out, "400 Bad Request -- too many series: this server keeps at most %d (--max-series)\n", c.s.opts.MaxSeries)
+			return nil
+		}
+		var err error
+		if ref, err = st.GetOrCreate(c.req.ID, nil); err != nil {
+			c.submitBatch()
+			return c.internal(err)
+		}
 	}
 	t := c.req.T
 	if !c.req.HasT {

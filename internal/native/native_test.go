@@ -170,6 +170,27 @@ func TestRequests(t *testing.T) {
 	}
 }
 
+func TestMaxSeries(t *testing.T) {
+	ts := startServer(t, Options{MaxSeries: 2})
+	c := dial(t, ts.addr)
+	steps := []struct{ req, want string }{
+		{"LOG a 1", "201 Metric Inserted"},
+		{"LOG b 1", "201 Metric Inserted"},
+		{"LOG c 1", "400 Bad Request -- too many series: this server keeps at most 2 (--max-series)"},
+		{"LOG a 2", "201 Metric Inserted"},
+		{"QUERY c COUNT 1", "404 Metric Not Found"},
+		{"QUERY a COUNT 1000000", "200 [2]"},
+	}
+	for _, s := range steps {
+		if got := c.do(s.req); got != s.want {
+			t.Errorf("%s: got %q, want %q", s.req, got, s.want)
+		}
+	}
+	if n := ts.srv.Stats().SeriesLimit; n != 1 {
+		t.Errorf("series limit count %d, want 1", n)
+	}
+}
+
 func TestAlertsDisabled(t *testing.T) {
 	ts := startServer(t, Options{})
 	c := dial(t, ts.addr)

@@ -19,7 +19,9 @@ import (
 // *tsdb.DB implements it.
 type Store interface {
 	query.Store
+	Lookup(name []byte, labels []tsdb.Label) (tsdb.SeriesRef, bool)
 	GetOrCreate(name []byte, labels []tsdb.Label) (tsdb.SeriesRef, error)
+	NumSeries() int
 	Names(prefix string) []string
 }
 
@@ -62,6 +64,10 @@ type Options struct {
 	WriteTimeout time.Duration
 	// MaxMetrics caps the names a METRICS reply lists. Default 10,000.
 	MaxMetrics int
+	// MaxSeries caps the series a LOG may create: a LOG that would
+	// create one more is refused with a 400 line, so that the index (in
+	// memory) stays bounded whatever ids clients send. Default 1,000,000.
+	MaxSeries int
 
 	// Logger receives the server's log lines, with "component"="native".
 	Logger *slog.Logger
@@ -86,6 +92,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxMetrics <= 0 {
 		o.MaxMetrics = 10000
 	}
+	if o.MaxSeries <= 0 {
+		o.MaxSeries = 1000000
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -105,6 +114,7 @@ type Stats struct {
 	Requests     uint64 // request lines executed
 	Samples      uint64 // LOG samples acknowledged
 	BadRequests  uint64 // requests answered with 400
+	SeriesLimit  uint64 // LOGs refused because MaxSeries series exist
 	LongLines    uint64 // connections closed for a line over MaxLine
 	Timeouts     uint64 // connections closed idle or for not reading replies
 }
@@ -130,6 +140,7 @@ type Server struct {
 		conns                                   atomic.Int64
 		accepted, rejected, busy, requests      atomic.Uint64
 		samples, bad, longLines, timeouts, errs atomic.Uint64
+		seriesLimit                             atomic.Uint64
 	}
 }
 
@@ -276,6 +287,7 @@ func (s *Server) Stats() Stats {
 		Requests:     s.stats.requests.Load(),
 		Samples:      s.stats.samples.Load(),
 		BadRequests:  s.stats.bad.Load(),
+		SeriesLimit:  s.stats.seriesLimit.Load(),
 		LongLines:    s.stats.longLines.Load(),
 		Timeouts:     s.stats.timeouts.Load(),
 	}

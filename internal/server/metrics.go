@@ -61,6 +61,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	m("vigia_native_requests_total", "Native request lines executed.", counter, float64(ns.Requests))
 	m("vigia_native_samples_total", "LOG samples acknowledged.", counter, float64(ns.Samples))
 	m("vigia_native_bad_requests_total", "Native requests answered with 400.", counter, float64(ns.BadRequests))
+	m("vigia_native_series_limit_total", "LOGs refused because --max-series series exist.", counter, float64(ns.SeriesLimit))
 	m("vigia_native_long_lines_total", "Native connections closed for a line over 64 KiB.", counter, float64(ns.LongLines))
 	m("vigia_native_timeouts_total", "Native connections closed idle or for not reading.", counter, float64(ns.Timeouts))
 

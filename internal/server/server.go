@@ -36,6 +36,7 @@ type Options struct {
 
 	MaxConns    int // native connections; default 1024
 	MaxInflight int // native requests in flight; default 65536
+	MaxSeries   int // series a LOG may create; default 1,000,000
 	IdleTimeout time.Duration
 
 	AlertInterval    time.Duration // default 60s
@@ -140,6 +141,7 @@ func Open(opts Options) (_ *Server, err error) {
 		Alerts:      s.alerts,
 		MaxConns:    opts.MaxConns,
 		MaxInflight: opts.MaxInflight,
+		MaxSeries:   opts.MaxSeries,
 		IdleTimeout: opts.IdleTimeout,
 		Logger:      opts.Logger,
 	})
