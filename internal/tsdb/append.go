@@ -3,33 +3,9 @@ package tsdb
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 )
-
-// openSegment creates WAL segment seq and makes it current. Callers hold
-// commitMu or run before the committer starts.
-func (db *DB) openSegment(seq uint64) error {
-	f, err := os.OpenFile(segmentPath(db.walDir, seq), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("create wal segment: %w", err)
-	}
-	if err := syncDir(db.walDir); err != nil {
-		f.Close()
-		return fmt.Errorf("sync wal dir: %w", err)
-	}
-	if db.seg != nil {
-		db.seg.Close()
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return err
-	}
-	db.seg, db.segSeq, db.segSize = f, seq, st.Size()
-	return nil
-}
 
 // commitLoop is the single WAL committer.
 func (db *DB) commitLoop() {
@@ -46,7 +22,7 @@ func (db *DB) commitLoop() {
 	}
 }
 
-// commitOnce writes and fsyncs everything queued, applies it to the head
+// commitOnce writes and syncs everything queued, applies it to the head
 // and releases the waiters. It reports whether there was anything.
 func (db *DB) commitOnce() bool {
 	db.qmu.Lock()
@@ -63,24 +39,14 @@ func (db *DB) commitOnce() bool {
 	db.commitMu.Lock()
 	err := db.walErr
 	if err == nil {
-		_, err = db.seg.Write(b.buf)
-		if err == nil {
-			err = db.seg.Sync()
-		}
+		err = db.writeWAL(b.buf)
 		if err != nil {
-			err = fmt.Errorf("write wal segment %d: %w", db.segSeq, err)
 			db.walErr = err
 			db.logger.Error("WAL write failed; refusing further writes", "err", err)
 		} else {
-			db.segSize += int64(len(b.buf))
 			db.stats.walBytes.Add(int64(len(b.buf)))
 			db.stats.commits.Add(1)
 			db.applySamples(b.appends)
-			if db.segSize >= walSegmentLimit {
-				if rerr := db.openSegment(db.segSeq + 1); rerr != nil {
-					db.walErr = rerr
-				}
-			}
 		}
 	}
 	db.commitMu.Unlock()
@@ -99,7 +65,7 @@ func (db *DB) commitOnce() bool {
 var encPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 // Append adds samples to their series. It returns only after the samples
-// are durable in the WAL (fsync'd by the group committer); they are then
+// are durable in the WAL (synced by the group committer); they are then
 // readable by Scan. Samples may be in any time order, and duplicates are
 // kept. It returns ErrOverloaded at once when too many samples are queued,
 // ErrUnknownSeries for a ref GetOrCreate never returned, and ErrClosed after

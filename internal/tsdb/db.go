@@ -1,7 +1,6 @@
 package tsdb
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -35,6 +34,10 @@ type Options struct {
 	// Retention of the 1-minute, 1-hour and 1-day archives. Defaults 90,
 	// 558 and 3650 days.
 	Retention1m, Retention1h, Retention1d time.Duration
+
+	// walSegmentSize is the size of a preallocated WAL segment. Default
+	// 16 MiB; tests make it smaller.
+	walSegmentSize int64
 }
 
 // retention returns how long parts of a kind are kept.
@@ -86,6 +89,9 @@ func (o *Options) withDefaults() Options {
 	if r.Retention1d <= 0 {
 		r.Retention1d = 3650 * 24 * time.Hour
 	}
+	if r.walSegmentSize <= 0 {
+		r.walSegmentSize = defaultWALSegmentSize
+	}
 	return r
 }
 
@@ -98,11 +104,11 @@ type Stats struct {
 	PartBytes       int64 // bytes of raw part files
 	ArchiveParts    int   // archive part files (1m, 1h, 1d)
 	ArchiveBytes    int64 // bytes of archive part files
-	WALBytes        int64 // bytes of live WAL segments
-	WALSegments     int
+	WALBytes        int64 // bytes of the records in live WAL segments (their files are preallocated, 16 MiB each)
+	WALSegments     int   // live WAL segments, not counting the one prepared ahead
 	DiskBytes       int64 // parts + archives + WAL + series index
 	AppendedSamples int64 // samples acknowledged by Append since Open
-	Commits         int64 // group commits (one write + one fsync each)
+	Commits         int64 // group commits (one write + one fdatasync each)
 	Flushes         int64
 	FlushedSamples  int64
 	Merges          int64
@@ -119,7 +125,7 @@ type dbStats struct {
 	walBytes, seriesBytes                                atomic.Int64
 }
 
-// commitBatch is what the committer writes in one write + fsync.
+// commitBatch is what the committer writes in one write + fdatasync.
 type commitBatch struct {
 	buf     []byte
 	appends [][]Sample
@@ -145,13 +151,16 @@ type DB struct {
 	closed   bool
 	notify   chan struct{}
 
-	// The committer's state, under commitMu: the open segment.
+	// The committer's state, under commitMu: the open segment, and the
+	// preparation of the next one (segment.go).
 	commitMu sync.Mutex
 	walDir   string
 	seg      *os.File
 	segSeq   uint64
-	segSize  int64
-	walErr   error // sticky: after a failed write or fsync nothing is trusted
+	segOff   int64 // bytes of records in seg: where the next write goes
+	prep     *segPrep
+	prepWG   sync.WaitGroup
+	walErr   error // sticky: after a failed write or sync nothing is trusted
 
 	headSamples   atomic.Int64 // active head
 	frozenSamples atomic.Int64 // head being flushed
@@ -239,77 +248,12 @@ func (db *DB) recover() error {
 	if err := db.loadSeries(); err != nil {
 		return err
 	}
-	seqs, err := walSegments(db.walDir)
+	records, samples, err := db.replayWAL()
 	if err != nil {
-		return fmt.Errorf("list wal: %w", err)
-	}
-	var live []uint64
-	for _, s := range seqs {
-		if s < db.walCut {
-			// Covered by parts: a flush ended before deleting it.
-			if err := os.Remove(segmentPath(db.walDir, s)); err != nil {
-				return fmt.Errorf("remove flushed wal segment: %w", err)
-			}
-			continue
-		}
-		live = append(live, s)
-	}
-	var records, samples int64
-	var buf []Sample
-	for i, s := range live {
-		path := segmentPath(db.walDir, s)
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return fmt.Errorf("read wal segment %s: %w", path, err)
-		}
-		n, err := scanSegment(data, func(typ byte, body []byte) error {
-			records++
-			switch typ {
-			case recSeries:
-				ref, name, labels, err := decodeSeriesRecord(body)
-				if err != nil {
-					return err
-				}
-				db.idx.mu.Lock()
-				db.idx.addLocked(ref, name, labels)
-				db.idx.mu.Unlock()
-			case recSamples:
-				buf, err = decodeSamplesRecord(body, buf[:0])
-				if err != nil {
-					return err
-				}
-				samples += int64(len(buf))
-				db.applySamples([][]Sample{buf})
-			default:
-				return fmt.Errorf("%w: wal record type %d", ErrCorrupt, typ)
-			}
-			return nil
-		})
-		if err != nil {
-			if !errors.Is(err, errTorn) && !errors.Is(err, errChecksum) {
-				return fmt.Errorf("replay wal segment %s at offset %d: %w", path, n, err)
-			}
-			if i != len(live)-1 {
-				return fmt.Errorf("%w: wal segment %s: %v at offset %d, and later segments exist", ErrCorrupt, path, err, n)
-			}
-			db.logger.Warn("truncating torn WAL tail", "segment", path, "offset", n,
-				"dropped_bytes", len(data)-n, "reason", err.Error())
-			if err := os.Truncate(path, int64(n)); err != nil {
-				return fmt.Errorf("truncate torn wal tail: %w", err)
-			}
-			db.stats.torn.Add(1)
-		}
-		db.stats.walBytes.Add(int64(n))
+		return err
 	}
 	db.stats.replayedRecords.Store(records)
 	db.stats.replayedSamples.Store(samples)
-	next := db.walCut
-	if len(live) > 0 && live[len(live)-1]+1 > next {
-		next = live[len(live)-1] + 1
-	}
-	if err := db.openSegment(next); err != nil {
-		return err
-	}
 	db.logger.Info("opened metrics store", "dir", db.dir, "series", db.idx.len(),
 		"parts", len(db.parts.parts), "wal_records", records, "wal_samples", samples,
 		"duration", time.Since(start).Round(time.Millisecond))
@@ -412,12 +356,7 @@ func (db *DB) kill() {
 func (db *DB) closeFiles() {
 	db.flushMu.Lock()
 	defer db.flushMu.Unlock()
-	db.commitMu.Lock()
-	if db.seg != nil {
-		db.seg.Close()
-		db.seg = nil
-	}
-	db.commitMu.Unlock()
+	db.closeSegments()
 	if db.seriesF != nil {
 		db.seriesF.Close()
 		db.seriesF = nil

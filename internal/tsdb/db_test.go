@@ -11,8 +11,13 @@ import (
 	"time"
 )
 
+// testSegmentSize is the WAL segment size of testOpts: small, so that
+// tests rotate segments often, also past a segment's end, and do not write
+// 64 MiB of zeros for every flush.
+const testSegmentSize = 64 << 10
+
 func testOpts() *Options {
-	return &Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return &Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), walSegmentSize: testSegmentSize}
 }
 
 func openTest(t testing.TB, dir string, o *Options) *DB {

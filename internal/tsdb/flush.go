@@ -31,10 +31,12 @@ func (db *DB) loadSeries() error {
 		db.idx.mu.Unlock()
 		return nil
 	})
-	if err != nil {
-		if !errors.Is(err, errTorn) && !errors.Is(err, errChecksum) {
-			return fmt.Errorf("series index %s at offset %d: %w", path, n, err)
-		}
+	if err != nil && !errors.Is(err, errTorn) && !errors.Is(err, errChecksum) {
+		return fmt.Errorf("series index %s at offset %d: %w", path, n, err)
+	}
+	// The series file is appended to, never preallocated: zeros after the
+	// records are a torn tail too, and must go before the next append.
+	if n < len(data) {
 		// Only an interrupted flush leaves a torn tail; the series it was
 		// writing are still in the WAL.
 		db.logger.Warn("truncating torn series index tail", "path", path, "offset", n, "dropped_bytes", len(data)-n)
@@ -97,7 +99,13 @@ func (db *DB) flush() error {
 	defer db.flushMu.Unlock()
 	start := time.Now()
 
-	// Freeze the head and cut the WAL, between two group commits.
+	// Freeze the head and cut the WAL, between two group commits. The
+	// next segment is normally prepared already; if not, wait for it here
+	// rather than under commitMu.
+	db.waitNextSegment()
+	db.qmu.Lock()
+	closing := db.closed
+	db.qmu.Unlock()
 	db.commitMu.Lock()
 	if db.walErr != nil || db.seg == nil {
 		err := db.walErr
@@ -108,16 +116,17 @@ func (db *DB) flush() error {
 		return err
 	}
 	n := db.headSamples.Load()
-	if n == 0 && db.segSize == 0 && db.walCut == db.segSeq {
+	if n == 0 && db.segOff == 0 && db.walCut == db.segSeq {
 		db.commitMu.Unlock()
 		return db.persistSeries()
 	}
 	cut := db.segSeq + 1
-	if err := db.openSegment(cut); err != nil {
+	if err := db.rotateSegment(!closing); err != nil {
 		db.walErr = err
 		db.commitMu.Unlock()
 		return err
 	}
+	covered := db.stats.walBytes.Load() // every record before the cut
 	db.flushGen++
 	gen := db.flushGen
 	var frozen []*memSeries
@@ -179,11 +188,9 @@ func (db *DB) flush() error {
 	old := db.walCut
 	db.walCut = cut
 	db.commitMu.Unlock()
+	db.stats.walBytes.Add(-covered)
 	for seq := old; seq < cut; seq++ {
 		path := segmentPath(db.walDir, seq)
-		if st, err := os.Stat(path); err == nil {
-			db.stats.walBytes.Add(-st.Size())
-		}
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove flushed wal segment: %w", err)
 		}

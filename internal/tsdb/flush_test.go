@@ -34,9 +34,19 @@ func TestFlushPartsAndWALTruncation(t *testing.T) {
 	if st.Parts != 3 || st.Partitions != 3 || st.HeadSamples != 0 || st.FlushedSamples != 400 {
 		t.Fatalf("stats after flush: %+v", st)
 	}
+	// The flushed segments are gone: what is left is the segment written
+	// next, empty, and at most the one prepared after it.
+	db.commitMu.Lock()
+	cut := db.walCut
+	db.commitMu.Unlock()
 	segs, _ := walSegments(filepath.Join(dir, "wal"))
-	if len(segs) != 1 {
-		t.Fatalf("wal segments after flush: %v", segs)
+	if len(segs) == 0 || len(segs) > 2 || segs[0] != cut {
+		t.Fatalf("wal segments after flush: %v, cut at %d", segs, cut)
+	}
+	for _, s := range segs {
+		if unused, err := unusedSegment(segmentPath(filepath.Join(dir, "wal"), s)); err != nil || !unused {
+			t.Fatalf("wal segment %d after flush holds records (%v)", s, err)
+		}
 	}
 	check := func(db *DB) {
 		t.Helper()
@@ -267,4 +277,46 @@ func TestFailedFlush(t *testing.T) {
 func collect2(t *testing.T, db *DB, ref SeriesRef) []int64 {
 	ts, _ := collect(t, db, ref, 0, 1<<62)
 	return ts
+}
+
+// The series index file is appended to: a torn tail, zeros included (which
+// a WAL segment would take for its clean end), is cut off before the next
+// flush appends to it, so that series persisted later are not lost behind
+// it.
+func TestSeriesIndexTornTail(t *testing.T) {
+	for _, tail := range [][]byte{make([]byte, 50), {9, 0, 0, 0, 1, 2}} {
+		dir := t.TempDir()
+		db := openTest(t, dir, nil)
+		if _, err := db.GetOrCreate([]byte("a"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, seriesName)
+		data, err := os.ReadFile(path)
+		if err != nil || len(data) == 0 {
+			t.Fatalf("series file: %d bytes, %v", len(data), err)
+		}
+		if err := os.WriteFile(path, append(data, tail...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		db = openTest(t, dir, nil)
+		if fi, err := os.Stat(path); err != nil || fi.Size() != int64(len(data)) {
+			t.Fatalf("tail %v: series file not truncated to its records", tail)
+		}
+		if _, err := db.GetOrCreate([]byte("b"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil { // flushes: b goes into the series file, the WAL is emptied
+			t.Fatal(err)
+		}
+		db = openTest(t, dir, nil)
+		for _, name := range []string{"a", "b"} {
+			if _, ok := db.Lookup([]byte(name), nil); !ok {
+				t.Errorf("tail %v: series %s lost", tail, name)
+			}
+		}
+		db.Close()
+	}
 }

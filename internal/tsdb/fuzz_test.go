@@ -2,16 +2,20 @@ package tsdb
 
 import (
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"math"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
 // FuzzWALSegment feeds arbitrary bytes to the WAL segment reader and the
-// record decoders. Seeds: the testdata fixtures and fresh records.
+// record decoders, and checks what the reader says about where the intact
+// records end. Seeds: the testdata fixtures and fresh records.
 func FuzzWALSegment(f *testing.F) {
-	for _, fx := range []string{"testdata/wal-torn-record.wal", "testdata/wal-bad-checksum.wal"} {
+	fixtures, _ := filepath.Glob("testdata/wal-*.wal")
+	for _, fx := range fixtures {
 		if b, err := os.ReadFile(fx); err == nil {
 			f.Add(b)
 		}
@@ -19,10 +23,11 @@ func FuzzWALSegment(f *testing.F) {
 	seed := appendSeriesRecord(nil, 1, "cpu", []Label{{"host", "a"}})
 	seed = appendSamplesRecord(seed, []Sample{{1, 1000, 1.5}, {1, 999, math.Pi}, {2, 1 << 40, -1e300}})
 	f.Add(seed)
+	f.Add(append(seed, make([]byte, 100)...))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var buf []Sample
-		scanSegment(data, func(typ byte, body []byte) error {
+		decode := func(typ byte, body []byte) error {
 			switch typ {
 			case recSeries:
 				_, _, _, err := decodeSeriesRecord(body)
@@ -33,7 +38,26 @@ func FuzzWALSegment(f *testing.F) {
 				return err
 			}
 			return nil
-		})
+		}
+		n, err := scanSegment(data, decode)
+		if n < 0 || n > len(data) {
+			t.Fatalf("intact prefix of %d bytes in %d", n, len(data))
+		}
+		// A clean end is the end of the data or zeros only; a torn tail
+		// is never all zeros.
+		if err == nil && !allZero(data[n:]) {
+			t.Fatalf("clean end at %d of %d with non-zero bytes after it", n, len(data))
+		}
+		if (errors.Is(err, errTorn) || errors.Is(err, errChecksum)) && allZero(data[n:]) {
+			t.Fatalf("zeros after %d reported as %v", n, err)
+		}
+		// The intact prefix reads back alone as a clean segment of the
+		// same records.
+		if errors.Is(err, errTorn) || errors.Is(err, errChecksum) || err == nil {
+			if m, err := scanSegment(data[:n], decode); err != nil || m != n {
+				t.Fatalf("intact prefix of %d bytes rescans as %d, %v", n, m, err)
+			}
+		}
 	})
 }
 

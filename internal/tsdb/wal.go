@@ -19,13 +19,12 @@ import (
 //
 // See docs/format/wal.md.
 const (
-	walFrameHeader  = 8
-	walMaxRecord    = 256 << 20
-	recSeries       = 1
-	recSamples      = 2
-	walSegmentLimit = 64 << 20
-	walValueRaw     = 31 // value code tag: 8 raw bytes follow
-	walMaxDecimalE  = 6  // WAL values use decimal codes up to 10^-6
+	walFrameHeader = 8
+	walMaxRecord   = 256 << 20
+	recSeries      = 1
+	recSamples     = 2
+	walValueRaw    = 31 // value code tag: 8 raw bytes follow
+	walMaxDecimalE = 6  // WAL values use decimal codes up to 10^-6
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -263,12 +262,18 @@ func segmentPath(dir string, seq uint64) string {
 }
 
 // scanSegment calls fn for every intact record of buf. It returns the length
-// of the intact prefix and the error that ended it (nil at a clean end).
+// of the intact prefix and the error that ended it: nil at a clean end,
+// which is the end of buf or a remainder of zero bytes (the part of a
+// preallocated segment not written yet); errTorn or errChecksum when
+// anything else follows the intact prefix; or fn's error.
 func scanSegment(buf []byte, fn func(typ byte, body []byte) error) (int, error) {
 	off := 0
 	for off < len(buf) {
 		typ, body, n, err := readFrame(buf[off:])
 		if err != nil {
+			if allZero(buf[off:]) {
+				return off, nil
+			}
 			return off, err
 		}
 		if err := fn(typ, body); err != nil {

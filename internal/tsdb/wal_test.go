@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -60,7 +62,9 @@ func TestSeriesRecordRoundTrip(t *testing.T) {
 }
 
 // writeWALFixture builds a data dir with one series and nrec sample records
-// of 10 samples each, then crashes it, and returns the one WAL segment.
+// of 10 samples each, then crashes it, and returns the WAL segment holding
+// them (preallocated: a zero tail follows the records). The only other
+// segment is the next one, prepared and unused.
 func writeWALFixture(t *testing.T, nrec int) (dir, seg string) {
 	t.Helper()
 	dir = t.TempDir()
@@ -79,20 +83,35 @@ func writeWALFixture(t *testing.T, nrec int) (dir, seg string) {
 		}
 	}
 	db.kill()
-	segs, err := walSegments(filepath.Join(dir, "wal"))
-	if err != nil || len(segs) != 1 {
+	walDir := filepath.Join(dir, "wal")
+	segs, err := walSegments(walDir)
+	if err != nil || len(segs) == 0 || len(segs) > 2 {
 		t.Fatalf("segments %v %v", segs, err)
 	}
-	return dir, segmentPath(filepath.Join(dir, "wal"), segs[0])
+	for _, s := range segs[1:] {
+		if unused, err := unusedSegment(segmentPath(walDir, s)); err != nil || !unused {
+			t.Fatalf("segment %d after the written one is not an unused preallocated one: %v", s, err)
+		}
+	}
+	seg = segmentPath(walDir, segs[0])
+	if fi, err := os.Stat(seg); err != nil || fi.Size() != testSegmentSize {
+		t.Fatalf("segment %s is not preallocated to %d bytes: %v", seg, testSegmentSize, err)
+	}
+	return dir, seg
 }
 
-// recordEnds returns the end offset of every frame in a segment.
+// recordEnds returns the end offset of every frame in a segment, up to its
+// zero tail.
 func recordEnds(t *testing.T, data []byte) []int {
+	t.Helper()
 	var ends []int
 	off := 0
 	for off < len(data) {
 		_, _, n, err := readFrame(data[off:])
 		if err != nil {
+			if allZero(data[off:]) {
+				break
+			}
 			t.Fatal(err)
 		}
 		off += n
@@ -111,6 +130,14 @@ func countSamples(t *testing.T, db *DB) int {
 	return len(ts)
 }
 
+// TestWALTornTailAtEveryCut cuts a WAL segment at every record boundary,
+// the bytes around them and every third byte, as a crash in the middle of
+// a write leaves it, and checks what Open recovers, reports and leaves in
+// the file. Three shapes of segment: cut short (a segment of an older
+// version, not preallocated); cut and followed by the zeros of a
+// preallocated segment (what a crash leaves now); and, at boundaries,
+// followed by zeros and then one stray byte at the end of the file, which
+// is not a clean end.
 func TestWALTornTailAtEveryCut(t *testing.T) {
 	const nrec = 12
 	_, seg := writeWALFixture(t, nrec)
@@ -122,70 +149,112 @@ func TestWALTornTailAtEveryCut(t *testing.T) {
 	if len(ends) != nrec+1 {
 		t.Fatalf("%d records, want %d", len(ends), nrec+1)
 	}
+	valid := ends[len(ends)-1]
+	data = data[:valid]
 	// Every record boundary and the bytes around it, and every third byte.
-	cuts := map[int]bool{0: true, len(data): true}
+	cuts := map[int]bool{0: true, valid: true}
 	for _, e := range ends {
-		cuts[e-1], cuts[e], cuts[e+1] = true, true, e+1 <= len(data)
+		cuts[e-1], cuts[e], cuts[e+1] = true, true, e+1 <= valid
 	}
-	for c := 0; c < len(data); c += 3 {
+	for c := 0; c < valid; c += 3 {
 		cuts[c] = true
 	}
-	for cut := 0; cut <= len(data); cut++ {
-		if !cuts[cut] {
-			continue
-		}
-		complete := 0 // complete records before the cut
-		for _, e := range ends {
-			if e <= cut {
-				complete++
+	type shape int
+	const (
+		short shape = iota
+		zeroTail
+		strayByte
+	)
+	for _, sh := range []shape{short, zeroTail, strayByte} {
+		for cut := 0; cut <= valid; cut++ {
+			if !cuts[cut] {
+				continue
 			}
-		}
-		atBoundary := cut == 0 || (complete > 0 && ends[complete-1] == cut)
-		dir := t.TempDir()
-		if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(dir, "wal", filepath.Base(seg))
-		if err := os.WriteFile(path, data[:cut], 0o644); err != nil {
-			t.Fatal(err)
-		}
-		db, err := Open(dir, testOpts())
-		if err != nil {
-			t.Fatalf("cut %d: open: %v", cut, err)
-		}
-		wantSamples := 0
-		if complete > 1 {
-			wantSamples = (complete - 1) * 10
-		}
-		if got := countSamples(t, db); got != wantSamples {
-			t.Fatalf("cut %d: %d samples, want %d", cut, got, wantSamples)
-		}
-		st := db.Stats()
-		if wantTorn := int64(0); !atBoundary {
-			wantTorn = 1
-			if st.TornTails != wantTorn {
-				t.Fatalf("cut %d: torn tails %d, want 1", cut, st.TornTails)
+			if sh == strayByte && !slices.Contains(ends, cut) {
+				continue
 			}
-		} else if st.TornTails != 0 {
-			t.Fatalf("cut %d at a record boundary reported a torn tail", cut)
+			file := append([]byte(nil), data[:cut]...)
+			switch sh {
+			case zeroTail:
+				file = append(file, make([]byte, testSegmentSize-cut)...)
+			case strayByte:
+				file = append(file, make([]byte, testSegmentSize-cut)...)
+				file[len(file)-1] = 1
+			}
+			// Complete records: those whose bytes are all in the file (a
+			// record cut just before zero bytes of its own is complete in
+			// a zero tail).
+			complete := 0
+			for _, e := range ends {
+				if e <= len(file) && bytes.Equal(file[:e], data[:e]) {
+					complete++
+				}
+			}
+			good := 0 // end of the last complete record
+			if complete > 0 {
+				good = ends[complete-1]
+			}
+			// A torn tail is anything after the last complete record
+			// that is not all zeros.
+			wantTorn := !allZero(file[good:])
+			dir := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "wal", filepath.Base(seg))
+			if err := os.WriteFile(path, file, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			db, err := Open(dir, testOpts())
+			if err != nil {
+				t.Fatalf("shape %d cut %d: open: %v", sh, cut, err)
+			}
+			wantSamples := 0
+			if complete > 1 {
+				wantSamples = (complete - 1) * 10
+			}
+			if got := countSamples(t, db); got != wantSamples {
+				t.Fatalf("shape %d cut %d: %d samples, want %d", sh, cut, got, wantSamples)
+			}
+			st := db.Stats()
+			if wantTorn && st.TornTails != 1 {
+				t.Fatalf("shape %d cut %d: torn tails %d, want 1", sh, cut, st.TornTails)
+			}
+			if !wantTorn && st.TornTails != 0 {
+				t.Fatalf("shape %d cut %d: a clean end reported as a torn tail", sh, cut)
+			}
+			if st.WALBytes != int64(good) {
+				t.Fatalf("shape %d cut %d: WAL bytes %d, want %d", sh, cut, st.WALBytes, good)
+			}
+			// The torn bytes are gone from the file; a clean end is left
+			// as it was. New appends survive.
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if wantTorn && len(got) != good {
+				t.Fatalf("shape %d cut %d: segment of %d bytes not truncated to the last record at %d", sh, cut, len(got), good)
+			}
+			if !wantTorn && !bytes.Equal(got, file) {
+				t.Fatalf("shape %d cut %d: segment with a clean end changed", sh, cut)
+			}
+			ref, err := db.GetOrCreate([]byte("m"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Append([]Sample{{ref, 1, 1}}); err != nil {
+				t.Fatal(err)
+			}
+			db.kill()
+			db = openTest(t, dir, nil)
+			if got := countSamples(t, db); got != wantSamples+1 {
+				t.Fatalf("shape %d cut %d: after reopen %d samples, want %d", sh, cut, got, wantSamples+1)
+			}
+			if st := db.Stats(); st.TornTails != 0 {
+				t.Fatalf("shape %d cut %d: torn tail on the second open", sh, cut)
+			}
+			db.Close()
 		}
-		// The torn bytes are gone from the file, and new appends survive.
-		if fi, err := os.Stat(path); err != nil || (complete > 0 && fi.Size() != int64(ends[complete-1])) || (complete == 0 && fi.Size() != 0) {
-			t.Fatalf("cut %d: segment not truncated to the last record: %v %v", cut, fi.Size(), err)
-		}
-		ref, err := db.GetOrCreate([]byte("m"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Append([]Sample{{ref, 1, 1}}); err != nil {
-			t.Fatal(err)
-		}
-		db.kill()
-		db = openTest(t, dir, nil)
-		if got := countSamples(t, db); got != wantSamples+1 {
-			t.Fatalf("cut %d: after reopen %d samples, want %d", cut, got, wantSamples+1)
-		}
-		db.Close()
 	}
 }
 
@@ -207,60 +276,133 @@ func openFixture(t *testing.T, fixture string, log *bytes.Buffer) (*DB, string, 
 	return db, path, err
 }
 
-// TestWALFixtures checks the testdata fixtures: a WAL whose last record is
-// torn, and one whose last record has a bad checksum. Both recover the
-// three complete sample records and report the torn tail.
+// fixtureSize is the size of the preallocated segments in testdata: smaller
+// than a real one, which changes nothing in how they are read.
+const fixtureSize = 8 << 10
+
+// TestWALFixtures checks the testdata fixtures, one per way a segment can
+// end, built from a series record and four sample records of 10 samples:
+//
+//   - wal-torn-record.wal: the last record cut short, at the end of the file
+//     (a segment of an older version, not preallocated);
+//   - wal-bad-checksum.wal: a body byte of the last record flipped;
+//   - wal-zero-tail.wal: every record intact, then zeros to the end of the
+//     preallocated segment: a clean end, nothing reported;
+//   - wal-torn-zero-tail.wal: the last record cut short, then zeros (a crash
+//     in the middle of a write into a preallocated segment);
+//   - wal-zeros-then-garbage.wal: every record intact, zeros, then non-zero
+//     bytes before the end of the file: not a clean end.
 func TestWALFixtures(t *testing.T) {
 	if *update {
 		_, seg := writeWALFixture(t, 4)
 		data, _ := os.ReadFile(seg)
 		ends := recordEnds(t, data)
+		data = data[:ends[len(ends)-1]]
 		torn := data[:ends[len(ends)-1]-7]
 		bad := append([]byte(nil), data...)
 		bad[ends[len(ends)-2]+walFrameHeader+3] ^= 0xff // a body byte of the last record
+		zeroTail := append(append([]byte(nil), data...), make([]byte, fixtureSize-len(data))...)
+		tornZero := append(append([]byte(nil), torn...), make([]byte, fixtureSize-len(torn))...)
+		garbage := append([]byte(nil), zeroTail...)
+		copy(garbage[fixtureSize-200:], data[len(data)-100:])
 		os.WriteFile("testdata/wal-torn-record.wal", torn, 0o644)
 		os.WriteFile("testdata/wal-bad-checksum.wal", bad, 0o644)
+		os.WriteFile("testdata/wal-zero-tail.wal", zeroTail, 0o644)
+		os.WriteFile("testdata/wal-torn-zero-tail.wal", tornZero, 0o644)
+		os.WriteFile("testdata/wal-zeros-then-garbage.wal", garbage, 0o644)
 	}
-	for _, fixture := range []string{"wal-torn-record.wal", "wal-bad-checksum.wal"} {
-		t.Run(fixture, func(t *testing.T) {
+	for _, tc := range []struct {
+		fixture          string
+		torn             bool
+		records, samples int // replayed
+	}{
+		{"wal-torn-record.wal", true, 4, 30},
+		{"wal-bad-checksum.wal", true, 4, 30},
+		{"wal-zero-tail.wal", false, 5, 40},
+		{"wal-torn-zero-tail.wal", true, 4, 30},
+		{"wal-zeros-then-garbage.wal", true, 5, 40},
+	} {
+		t.Run(tc.fixture, func(t *testing.T) {
 			var log bytes.Buffer
-			db, path, err := openFixture(t, fixture, &log)
+			db, path, err := openFixture(t, tc.fixture, &log)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, want := range []string{"truncating torn WAL tail", "wal_records=4", "wal_samples=30", "duration="} {
+			defer db.Close()
+			wants := []string{fmt.Sprint("wal_records=", tc.records), fmt.Sprint("wal_samples=", tc.samples), "duration="}
+			if tc.torn {
+				wants = append(wants, "truncating torn WAL tail")
+			} else if strings.Contains(log.String(), "torn") || strings.Contains(log.String(), "level=WARN") {
+				t.Errorf("a clean end is reported:\n%s", log.String())
+			}
+			for _, want := range wants {
 				if !strings.Contains(log.String(), want) {
 					t.Errorf("log lacks %q:\n%s", want, log.String())
 				}
 			}
-			defer db.Close()
-			if got := countSamples(t, db); got != 30 {
-				t.Errorf("%d samples, want 30", got)
+			if got := countSamples(t, db); got != tc.samples {
+				t.Errorf("%d samples, want %d", got, tc.samples)
 			}
 			st := db.Stats()
-			if st.TornTails != 1 || st.ReplayedSamples != 30 {
+			if wantTorn := map[bool]int64{false: 0, true: 1}[tc.torn]; st.TornTails != wantTorn || st.ReplayedSamples != int64(tc.samples) {
 				t.Errorf("stats: %+v", st)
 			}
 			data, _ := os.ReadFile(path)
-			if ends := recordEnds(t, data); len(ends) != 4 {
-				t.Errorf("%d records left in the segment, want 4", len(ends))
+			if ends := recordEnds(t, data); len(ends) != tc.records {
+				t.Errorf("%d records left in the segment, want %d", len(ends), tc.records)
+			}
+			if fixture, _ := os.ReadFile(filepath.Join("testdata", tc.fixture)); !tc.torn && !bytes.Equal(data, fixture) {
+				t.Errorf("a segment with a clean end was changed")
 			}
 		})
 	}
 }
 
-// A bad checksum before the last segment is not a torn tail: Open refuses.
+// A bad checksum before the last segment is not a torn tail: Open refuses,
+// unless every later segment is a preallocated one never written (the next
+// segment is prepared while the current one is written, so a crash leaves
+// one behind a torn tail).
 func TestWALCorruptMiddleSegment(t *testing.T) {
 	data, err := os.ReadFile("testdata/wal-bad-checksum.wal")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "wal"), 0o755)
-	os.WriteFile(segmentPath(filepath.Join(dir, "wal"), 1), data, 0o644)
-	os.WriteFile(segmentPath(filepath.Join(dir, "wal"), 2), nil, 0o644)
-	_, err = Open(dir, testOpts())
-	if !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("open: %v, want ErrCorrupt", err)
+	written, err := os.ReadFile("testdata/wal-zero-tail.wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unused := make([]byte, testSegmentSize)
+	for _, tc := range []struct {
+		name  string
+		later [][]byte
+		torn  bool
+	}{
+		{"empty", [][]byte{nil}, false},
+		{"written", [][]byte{written}, false},
+		{"unused then written", [][]byte{unused, written}, false},
+		{"unused", [][]byte{unused}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.MkdirAll(filepath.Join(dir, "wal"), 0o755)
+			os.WriteFile(segmentPath(filepath.Join(dir, "wal"), 1), data, 0o644)
+			for i, b := range tc.later {
+				os.WriteFile(segmentPath(filepath.Join(dir, "wal"), uint64(2+i)), b, 0o644)
+			}
+			db, err := Open(dir, testOpts())
+			if !tc.torn {
+				if !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("open: %v, want ErrCorrupt", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			defer db.Close()
+			if st := db.Stats(); st.TornTails != 1 || countSamples(t, db) != 30 {
+				t.Fatalf("torn tails %d, %d samples; want 1, 30", st.TornTails, countSamples(t, db))
+			}
+		})
 	}
 }

@@ -1,0 +1,173 @@
+package tsdb
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// walFiles returns the WAL segments of dir with their sizes, and the names
+// of other files in the WAL directory.
+func walFiles(t *testing.T, dir string) (map[uint64]int64, []string) {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, err := walSegments(filepath.Join(dir, "wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[uint64]int64{}
+	for _, s := range segs {
+		fi, err := os.Stat(segmentPath(filepath.Join(dir, "wal"), s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes[s] = fi.Size()
+	}
+	var other []string
+	for _, e := range ents {
+		if len(e.Name()) != len("0000000000000000.wal") || filepath.Ext(e.Name()) != ".wal" {
+			other = append(other, e.Name())
+		}
+	}
+	return sizes, other
+}
+
+// waitPrepared waits until the segment after the current one is prepared.
+func waitPrepared(t *testing.T, db *DB) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		db.commitMu.Lock()
+		p := db.prep
+		db.commitMu.Unlock()
+		if p != nil {
+			select {
+			case <-p.done:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the next WAL segment is not prepared")
+		}
+	}
+}
+
+// Segments are created at their full size and the next one is prepared
+// ahead. Open goes on writing the last segment where its records end, with
+// the unused segment after it as the next one, instead of starting a new
+// segment: crashes in a row leave no pile of unused segments. It removes a
+// preparation a crash interrupted.
+func TestWALSegmentsPreallocated(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir, nil)
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	if err := db.Append([]Sample{{ref, 1000, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	waitPrepared(t, db)
+	sizes, other := walFiles(t, dir)
+	if len(sizes) != 2 || sizes[0] != testSegmentSize || sizes[1] != testSegmentSize || len(other) != 0 {
+		t.Fatalf("wal files %v, others %v; want segments 0 and 1 of %d bytes", sizes, other, testSegmentSize)
+	}
+	walBytes := db.Stats().WALBytes
+	db.kill()
+
+	for crash := 0; crash < 3; crash++ {
+		// A preparation cut short by a crash, and an unused segment too many.
+		stray := segmentPath(filepath.Join(dir, "wal"), 3) + ".tmp"
+		if err := os.WriteFile(stray, make([]byte, 100), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(segmentPath(filepath.Join(dir, "wal"), 2), make([]byte, testSegmentSize), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		db = openTest(t, dir, nil)
+		if st := db.Stats(); st.WALBytes != walBytes || st.TornTails != 0 || st.ReplayedSamples != int64(1+crash) {
+			t.Fatalf("after reopen: %+v; want %d WAL bytes replayed", st, walBytes)
+		}
+		if err := db.Append([]Sample{{ref, int64(2+crash) * 1000, 2}}); err != nil {
+			t.Fatal(err)
+		}
+		db.commitMu.Lock()
+		seq, off := db.segSeq, db.segOff
+		db.commitMu.Unlock()
+		walBytes = db.Stats().WALBytes
+		if seq != 0 || off != walBytes {
+			t.Fatalf("writing segment %d at %d after reopen, want segment 0 at %d", seq, off, walBytes)
+		}
+		sizes, other = walFiles(t, dir)
+		if len(sizes) != 2 || sizes[1] != testSegmentSize || len(other) != 0 {
+			t.Fatalf("wal files %v, others %v after reopen", sizes, other)
+		}
+		db.kill()
+	}
+	db = openTest(t, dir, nil)
+	defer db.Close()
+	if ts, _ := collect(t, db, ref, 0, 1<<62); len(ts) != 4 {
+		t.Fatalf("%d samples after four crashes, want 4", len(ts))
+	}
+}
+
+// Commits that fill a segment move on to the next one, a batch larger than
+// a whole segment extends one, and everything replays in order.
+func TestWALRotation(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir, nil)
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	var n int64
+	batch := func(size int) []Sample {
+		ss := make([]Sample, size)
+		for i := range ss {
+			ss[i] = Sample{ref, n * 1000, float64(n) * 0.5}
+			n++
+		}
+		return ss
+	}
+	for i := 0; i < 200; i++ {
+		if err := db.Append(batch(100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := batch(3 * testSegmentSize / 4) // about 4 bytes a sample: 3 segments
+	if err := db.Append(big); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		if err := db.Append(batch(100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := db.Stats()
+	db.kill()
+	sizes, _ := walFiles(t, dir)
+	var extended int
+	for _, size := range sizes {
+		if size > testSegmentSize {
+			extended++
+		} else if size != testSegmentSize {
+			t.Fatalf("segment of %d bytes: %v", size, sizes)
+		}
+	}
+	if st.WALSegments < 3 || extended != 1 {
+		t.Fatalf("%d segments in use, %d extended by the big batch: %v", st.WALSegments, extended, sizes)
+	}
+	db = openTest(t, dir, nil)
+	defer db.Close()
+	if got := db.Stats(); got.WALBytes != st.WALBytes || got.TornTails != 0 {
+		t.Fatalf("replayed %d WAL bytes (%d torn tails), %d were written", got.WALBytes, got.TornTails, st.WALBytes)
+	}
+	ts, vs := collect(t, db, ref, 0, 1<<62)
+	if int64(len(ts)) != n {
+		t.Fatalf("%d samples, want %d", len(ts), n)
+	}
+	for i := range ts {
+		if ts[i] != int64(i)*1000 || vs[i] != float64(i)*0.5 {
+			t.Fatalf("sample %d is (%d, %v)", i, ts[i], vs[i])
+		}
+	}
+}
