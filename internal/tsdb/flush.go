@@ -145,6 +145,15 @@ func (db *DB) flush() error {
 	}
 	db.headSamples.Store(0)
 	db.frozenSamples.Store(n)
+	// A signal that the head is full, sent by a commit before this
+	// freeze, is answered by this flush: drop it, or the background loop
+	// would flush again at once and make a small part of what arrived
+	// meanwhile. Commits send under commitMu, so any signal sent from now
+	// on is about samples not frozen here.
+	select {
+	case <-db.flushCh:
+	default:
+	}
 	db.commitMu.Unlock()
 	db.roomMu.Lock()
 	close(db.roomCh)
@@ -339,7 +348,11 @@ func (db *DB) backgroundLoop() {
 		case <-flushT.C:
 			db.backgroundFlush()
 		case <-db.flushCh:
-			db.backgroundFlush()
+			// Only if the head is still full: waitHeadRoom signals
+			// without commitMu, so its signal may predate a freeze.
+			if db.headSamples.Load() >= int64(db.opts.FlushSamples) {
+				db.backgroundFlush()
+			}
 		case <-mergeT.C:
 		}
 		if err := db.applyRetention(); err != nil && !errors.Is(err, errStopped) {

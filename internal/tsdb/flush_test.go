@@ -320,3 +320,61 @@ func TestSeriesIndexTornTail(t *testing.T) {
 		db.Close()
 	}
 }
+
+// One full head makes one flush: the commits that find the head full while
+// a flush waits to start each signal it, and the signal left over is
+// dropped when that flush freezes the head, instead of making a second,
+// small flush right after it.
+func TestFullHeadFlushesOnce(t *testing.T) {
+	o := testOpts()
+	o.FlushSamples = 1000
+	db := openTest(t, t.TempDir(), o)
+	defer db.Close()
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	base := time.Now().UnixMilli()
+	var n int64
+	batch := func() []Sample {
+		ss := make([]Sample, 1000)
+		for i := range ss {
+			ss[i] = Sample{ref, base + n, 1}
+			n++
+		}
+		return ss
+	}
+	db.flushMu.Lock() // the background flush waits to start
+	if err := db.Append(batch()); err != nil {
+		db.flushMu.Unlock()
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(db.flushCh) != 0; {
+		if time.Now().After(deadline) {
+			db.flushMu.Unlock()
+			t.Fatal("the full head was not signalled to the background loop")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The background loop took the signal and waits for flushMu; these
+	// commits find the head full and signal again.
+	for i := 0; i < 2; i++ {
+		if err := db.Append(batch()); err != nil {
+			db.flushMu.Unlock()
+			t.Fatal(err)
+		}
+	}
+	left := -1
+	testHookBeforeManifest = func() error { left = len(db.flushCh); return nil }
+	defer func() { testHookBeforeManifest = nil }()
+	db.flushMu.Unlock()
+	for deadline := time.Now().Add(10 * time.Second); db.Stats().Flushes == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no background flush")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if left != 0 {
+		t.Errorf("%d signals of a full head left after the flush that emptied it", left)
+	}
+	if st := db.Stats(); st.FlushedSamples != 3000 || st.Parts != 1 {
+		t.Errorf("flushed %d samples into %d parts, want 3000 in 1", st.FlushedSamples, st.Parts)
+	}
+}
