@@ -303,6 +303,7 @@ func (db *DB) archiveDays(drop []*part, cutoff [numKinds]int64) ([]*part, error)
 	var enc blockEncoder
 	var agg aggregator
 	st := new(scanState)
+	pace := newPacer(mergeDuty, db.bgQuit)
 	for i := 0; i < len(drop); {
 		j := i
 		for j < len(drop) && drop[j].bucket == drop[i].bucket {
@@ -338,6 +339,7 @@ func (db *DB) archiveDays(drop []*part, cutoff [numKinds]int64) ([]*part, error)
 			if db.stopping() {
 				return errStopped
 			}
+			pace.step()
 			e := blockExponent(vs)
 			for _, k := range kinds {
 				agg.reset(kindRes[k])

@@ -184,7 +184,8 @@ type DB struct {
 	seriesN  int           // series persisted in the series file
 	seriesF  *os.File
 
-	flushCh chan struct{}
+	flushCh chan struct{} // the head is full
+	mergeCh chan struct{} // a flush added a part
 	quit    chan struct{}
 	bgQuit  chan struct{}
 	wg      sync.WaitGroup
@@ -215,6 +216,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		walDir:  filepath.Join(dir, "wal"),
 		notify:  make(chan struct{}, 1),
 		flushCh: make(chan struct{}, 1),
+		mergeCh: make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		bgQuit:  make(chan struct{}),
 		parts:   &partSet{},
@@ -228,8 +230,9 @@ func Open(dir string, opts *Options) (*DB, error) {
 	}
 	db.wg.Add(1)
 	go db.commitLoop()
-	db.bgWG.Add(1)
-	go db.backgroundLoop()
+	db.bgWG.Add(2)
+	go db.flushLoop()
+	go db.mergeLoop()
 	return db, nil
 }
 

@@ -94,7 +94,11 @@ func (db *DB) Flush() error {
 	return db.flush()
 }
 
-func (db *DB) flush() error {
+func (db *DB) flush() error { return db.flushWith(nil) }
+
+// flushWith is flush, with the writing of parts paced by pace (nil: at
+// full speed).
+func (db *DB) flushWith(pace *pacer) error {
 	db.flushMu.Lock()
 	defer db.flushMu.Unlock()
 	start := time.Now()
@@ -160,7 +164,7 @@ func (db *DB) flush() error {
 	db.roomCh = make(chan struct{})
 	db.roomMu.Unlock()
 
-	newParts, err := db.writeFrozen(frozen)
+	newParts, err := db.writeFrozen(frozen, pace)
 	if err == nil {
 		err = db.persistSeries()
 	}
@@ -238,7 +242,7 @@ type partKey struct {
 
 // writeFrozen writes the frozen heads (in ref order) into one new part per
 // day and returns the parts, opened.
-func (db *DB) writeFrozen(frozen []*memSeries) ([]*part, error) {
+func (db *DB) writeFrozen(frozen []*memSeries, pace *pacer) ([]*part, error) {
 	writers := map[partKey]*partWriter{}
 	ids := map[partKey]uint64{}
 	abort := func() {
@@ -259,6 +263,7 @@ func (db *DB) writeFrozen(frozen []*memSeries) ([]*part, error) {
 		return w, nil
 	}
 	for _, s := range frozen {
+		pace.step()
 		ts, vs := s.fts, s.fvs
 		for len(ts) > 0 {
 			d := dayOf(ts[0])
@@ -331,52 +336,4 @@ func (db *DB) finishParts(writers map[partKey]*partWriter, ids map[partKey]uint6
 		return nil, firstErr
 	}
 	return parts, nil
-}
-
-// backgroundLoop flushes when the head is full or FlushInterval passes,
-// and runs retention and merges.
-func (db *DB) backgroundLoop() {
-	defer db.bgWG.Done()
-	flushT := time.NewTicker(db.opts.FlushInterval)
-	defer flushT.Stop()
-	mergeT := time.NewTicker(db.opts.MergeInterval)
-	defer mergeT.Stop()
-	for {
-		select {
-		case <-db.bgQuit:
-			return
-		case <-flushT.C:
-			db.backgroundFlush()
-		case <-db.flushCh:
-			// Only if the head is still full: waitHeadRoom signals
-			// without commitMu, so its signal may predate a freeze.
-			if db.headSamples.Load() >= int64(db.opts.FlushSamples) {
-				db.backgroundFlush()
-			}
-		case <-mergeT.C:
-		}
-		if err := db.applyRetention(); err != nil && !errors.Is(err, errStopped) {
-			db.logger.Error("retention failed", "err", err)
-		}
-		for {
-			select {
-			case <-db.bgQuit:
-				return
-			default:
-			}
-			merged, err := db.mergeOnce()
-			if err != nil && !errors.Is(err, errStopped) {
-				db.logger.Error("merge failed", "err", err)
-			}
-			if !merged || err != nil {
-				break
-			}
-		}
-	}
-}
-
-func (db *DB) backgroundFlush() {
-	if err := db.flush(); err != nil && !errors.Is(err, ErrClosed) {
-		db.logger.Error("flush failed; the head stays in memory and in the WAL", "err", err)
-	}
 }

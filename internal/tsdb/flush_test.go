@@ -378,3 +378,31 @@ func TestFullHeadFlushesOnce(t *testing.T) {
 		t.Errorf("flushed %d samples into %d parts, want 3000 in 1", st.FlushedSamples, st.Parts)
 	}
 }
+
+// Flushes run apart from merges: while a merge or retention pass holds
+// mergeMu for long, the head is still flushed whenever it fills.
+func TestFlushNotHeldUpByMerges(t *testing.T) {
+	o := testOpts()
+	o.FlushSamples = 1000
+	db := openTest(t, t.TempDir(), o)
+	defer db.Close()
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	base := time.Now().UnixMilli()
+	db.mergeMu.Lock() // a merge that does not end
+	defer db.mergeMu.Unlock()
+	for round := int64(1); round <= 3; round++ {
+		ss := make([]Sample, 1000)
+		for i := range ss {
+			ss[i] = Sample{ref, base + round*1000 + int64(i), 1}
+		}
+		if err := db.Append(ss); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); db.Stats().Flushes < round; {
+			if time.Now().After(deadline) {
+				t.Fatalf("flush %d did not happen while a merge runs", round)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}

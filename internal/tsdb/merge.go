@@ -95,7 +95,7 @@ func (db *DB) mergeOnce() (bool, error) {
 	// The inputs stay in the part set meanwhile: only merges and retention
 	// remove parts, and they hold mergeMu. Flushes may add parts.
 	start := time.Now()
-	merged, err := db.mergeParts(best)
+	merged, err := db.mergeParts(best, newPacer(mergeDuty, db.bgQuit))
 	if err != nil {
 		return false, err
 	}
@@ -131,7 +131,7 @@ func (db *DB) mergeOnce() (bool, error) {
 // mergeParts writes one part holding every sample (or archive point) of
 // the inputs, which are parts of one partition in sequence order. Among
 // equal timestamps, samples of an earlier part come first.
-func (db *DB) mergeParts(in []*part) (*part, error) {
+func (db *DB) mergeParts(in []*part, pace *pacer) (*part, error) {
 	k := partKey{in[0].kind, in[0].bucket}
 	id := db.allocID()
 	w, err := createPart(db.partPath(k.kind, k.bucket, id))
@@ -143,6 +143,7 @@ func (db *DB) mergeParts(in []*part) (*part, error) {
 			if db.stopping() {
 				return errStopped
 			}
+			pace.step()
 			return w.addSeries(ref, ts, vs)
 		})
 	} else {
@@ -152,6 +153,7 @@ func (db *DB) mergeParts(in []*part) (*part, error) {
 			if db.stopping() {
 				return errStopped
 			}
+			pace.step()
 			times = times[:0]
 			for _, p := range pts {
 				times = append(times, p.T)
