@@ -106,7 +106,12 @@ func (db *DB) flushWith(pace *pacer) error {
 	// Freeze the head and cut the WAL, between two group commits. The
 	// next segment is normally prepared already; if not, wait for it here
 	// rather than under commitMu.
-	db.waitNextSegment()
+	db.commitMu.Lock()
+	rotate := db.segOff > 0
+	db.commitMu.Unlock()
+	if rotate {
+		db.waitNextSegment()
+	}
 	db.qmu.Lock()
 	closing := db.closed
 	db.qmu.Unlock()
@@ -124,11 +129,16 @@ func (db *DB) flushWith(pace *pacer) error {
 		db.commitMu.Unlock()
 		return db.persistSeries()
 	}
-	cut := db.segSeq + 1
-	if err := db.rotateSegment(!closing); err != nil {
-		db.walErr = err
-		db.commitMu.Unlock()
-		return err
+	// The cut: the first segment holding no record of the frozen head. A
+	// segment with no record yet is one; else the next.
+	cut := db.segSeq
+	if db.segOff > 0 {
+		cut++
+		if err := db.rotateSegment(!closing); err != nil {
+			db.walErr = err
+			db.commitMu.Unlock()
+			return err
+		}
 	}
 	covered := db.stats.walBytes.Load() // every record before the cut
 	db.flushGen++

@@ -171,3 +171,41 @@ func TestWALRotation(t *testing.T) {
 		}
 	}
 }
+
+// A flush whose frozen head has no record in the open segment (samples
+// replayed from segments before it) cuts the WAL at that segment without
+// moving to the next, and nothing is replayed twice.
+func TestFlushWithoutRecordsInOpenSegment(t *testing.T) {
+	data, err := os.ReadFile("testdata/wal-torn-record.wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "wal"), 0o755)
+	os.WriteFile(segmentPath(filepath.Join(dir, "wal"), 1), data, 0o644)
+	db := openTest(t, dir, nil)
+	db.commitMu.Lock()
+	seq, off := db.segSeq, db.segOff
+	db.commitMu.Unlock()
+	if seq != 2 || off != 0 {
+		t.Fatalf("after replaying a torn segment: writing segment %d at %d, want a new segment 2", seq, off)
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	db.commitMu.Lock()
+	seq, cut := db.segSeq, db.walCut
+	db.commitMu.Unlock()
+	if seq != 2 || cut != 2 {
+		t.Fatalf("after the flush: segment %d, cut %d; want 2 and 2", seq, cut)
+	}
+	if sizes, _ := walFiles(t, dir); sizes[1] != 0 {
+		t.Fatalf("flushed segment 1 not removed: %v", sizes)
+	}
+	db.kill()
+	db = openTest(t, dir, nil)
+	defer db.Close()
+	if got := countSamples(t, db); got != 30 {
+		t.Fatalf("%d samples after the flush and a crash, want 30", got)
+	}
+}
