@@ -20,6 +20,7 @@ func runServer(args []string) int {
 	fs.StringVar(&o.HTTPAddr, "http-addr", "127.0.0.1:7575", "HTTP address (/healthz, /metrics, /api/v1/...), or off")
 	fs.IntVar(&o.MaxConns, "max-conns", 1024, "native connections open at once; the next one gets 503 and is closed")
 	fs.IntVar(&o.MaxInflight, "max-inflight", 65536, "native requests being executed at once; beyond it clients get 503 and are closed")
+	fs.IntVar(&o.MaxQueryPoints, "max-query-points", 1000000, "windows one QUERY may answer (about 10 bytes each); beyond it the QUERY gets a 400 line")
 	fs.IntVar(&o.MaxSeries, "max-series", 1000000, "series LOG may create; a LOG of a new id beyond it gets a 400 line (bounds the index's memory)")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 5*time.Minute, "close native connections idle this long")
 	fs.DurationVar(&o.AlertInterval, "alert-interval", time.Minute, "alert check period")

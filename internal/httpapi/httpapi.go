@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -38,6 +39,9 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Alerts serves /api/v1/alerts and everything under it; nil answers 404.
 	Alerts http.Handler
+	// MaxQueryPoints caps the windows of a query reply; beyond it the
+	// query gets a 400. Default 1,000,000.
+	MaxQueryPoints int
 	// Ready reports whether the server is up; a non-nil error makes
 	// /healthz answer 503 with its text.
 	Ready func() error
@@ -49,6 +53,9 @@ type Options struct {
 func Handler(opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.MaxQueryPoints <= 0 {
+		opts.MaxQueryPoints = 1000000
 	}
 	a := &api{opts: opts, log: opts.Logger.With("component", "http")}
 	mux := http.NewServeMux()
@@ -146,9 +153,13 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 	}
 	var ex query.Executor
 	pts, err := ex.Run(a.opts.Store, query.Spec{Name: []byte(name), Op: op, Step: secs * 1000,
-		From: mint, HasFrom: hasFrom, To: maxt, HasTo: maxt != math.MaxInt64})
+		From: mint, HasFrom: hasFrom, To: maxt, HasTo: maxt != math.MaxInt64, MaxPoints: a.opts.MaxQueryPoints})
 	if errors.Is(err, query.ErrNotFound) || name == "" {
 		writeError(w, http.StatusNotFound, "metric not found")
+		return
+	}
+	if errors.Is(err, query.ErrTooManyPoints) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("the query would answer more than %d windows: use a larger secs or a narrower from/to", a.opts.MaxQueryPoints))
 		return
 	}
 	if err != nil {

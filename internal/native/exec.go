@@ -3,6 +3,7 @@ package native
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/vigia-mon/vigia/internal/alert"
 	"github.com/vigia-mon/vigia/internal/native/wire"
@@ -39,10 +40,15 @@ func (c *conn) query() error {
 	pts, err := c.qx.Run(c.s.opts.Store, query.Spec{
 		Name: r.ID, Op: r.Op, Step: r.Secs * 1000,
 		From: r.From, HasFrom: r.HasFrom, To: r.To, HasTo: r.HasTo,
+		MaxPoints: c.s.opts.MaxQueryPoints,
 	})
 	switch {
 	case errors.Is(err, query.ErrNotFound):
 		c.out = append(c.out, wire.ReplyMetricNotFound...)
+		return nil
+	case errors.Is(err, query.ErrTooManyPoints):
+		c.s.stats.bad.Add(1)
+		c.out = fmt.Appendf(c.out, "400 Bad Request -- QUERY would answer more than %d windows: use a larger secs or a narrower from/to\n", c.s.opts.MaxQueryPoints)
 		return nil
 	case err != nil:
 		return c.internal(err)

@@ -191,6 +191,24 @@ func TestMaxSeries(t *testing.T) {
 	}
 }
 
+func TestMaxQueryPoints(t *testing.T) {
+	ts := startServer(t, Options{MaxQueryPoints: 3})
+	c := dial(t, ts.addr)
+	c.send("LOG a 1 1650931200\nLOG a 1 1650931201\nLOG a 1 1650931202\nLOG a 1 1650931203\n")
+	for range 4 {
+		c.line()
+	}
+	if got := c.do("QUERY a COUNT 2"); got != "200 [2, 2]" {
+		t.Fatal(got)
+	}
+	if got := c.do("QUERY a COUNT 1"); got != "400 Bad Request -- QUERY would answer more than 3 windows: use a larger secs or a narrower from/to" {
+		t.Fatal(got)
+	}
+	if got := c.do("QUERY a COUNT 1 1650931201"); got != "200 [1, 1, 1]" {
+		t.Fatal(got)
+	}
+}
+
 func TestAlertsDisabled(t *testing.T) {
 	ts := startServer(t, Options{})
 	c := dial(t, ts.addr)

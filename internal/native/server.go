@@ -64,6 +64,10 @@ type Options struct {
 	WriteTimeout time.Duration
 	// MaxMetrics caps the names a METRICS reply lists. Default 10,000.
 	MaxMetrics int
+	// MaxQueryPoints caps the windows of a QUERY reply (about 10 bytes
+	// each), so that a query's memory stays bounded; beyond it the QUERY
+	// gets a 400 line. Default 1,000,000.
+	MaxQueryPoints int
 	// MaxSeries caps the series a LOG may create: a LOG that would
 	// create one more is refused with a 400 line, so that the index (in
 	// memory) stays bounded whatever ids clients send. Default 1,000,000.
@@ -91,6 +95,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxMetrics <= 0 {
 		o.MaxMetrics = 10000
+	}
+	if o.MaxQueryPoints <= 0 {
+		o.MaxQueryPoints = 1000000
 	}
 	if o.MaxSeries <= 0 {
 		o.MaxSeries = 1000000

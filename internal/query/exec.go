@@ -12,6 +12,10 @@ import (
 // ErrNotFound is returned by Run for a metric name with no series.
 var ErrNotFound = errors.New("metric not found")
 
+// ErrTooManyPoints is returned by Run when the result would hold more than
+// Spec.MaxPoints windows.
+var ErrTooManyPoints = errors.New("too many windows")
+
 // Store is the store queries read. *tsdb.DB implements it.
 type Store interface {
 	RefsByName(name []byte) []tsdb.SeriesRef
@@ -29,6 +33,9 @@ type Spec struct {
 	Step           int64 // window width in milliseconds, > 0
 	From, To       int64 // bounds in unix ms: From inclusive, To exclusive
 	HasFrom, HasTo bool
+	// MaxPoints bounds the windows of the result (and so the memory a
+	// query takes); 0 means no bound.
+	MaxPoints int
 }
 
 // Executor runs queries, reusing its buffers. The zero value is ready; an
@@ -54,6 +61,9 @@ func (e *Executor) Run(st Store, q Spec) ([]Point, error) {
 	}
 	w := &e.win
 	w.Reset()
+	if cap(w.points) > 1<<16 {
+		w.points = nil // a big result is not kept between queries
+	}
 	w.Op, w.Step = q.Op, q.Step
 	if q.HasFrom {
 		w.Start, w.HasStart = q.From, true
@@ -84,17 +94,21 @@ func (e *Executor) Run(st Store, q Spec) ([]Point, error) {
 	if len(refs) == 1 {
 		err := st.Scan(refs[0], mint, maxt, func(ts []int64, vs []float64) bool {
 			w.Add(ts, vs)
-			return true
+			return q.MaxPoints == 0 || len(w.points) <= q.MaxPoints
 		})
 		if err != nil {
 			return nil, err
 		}
-		return w.Result(), nil
-	}
-	if err := e.addMerged(st, refs, mint, maxt); err != nil {
+	} else if err := e.addMerged(st, refs, mint, maxt); err != nil {
 		return nil, err
 	}
-	return w.Result(), nil
+	pts := w.Result()
+	if q.MaxPoints > 0 && len(pts) > q.MaxPoints {
+		w.Reset()
+		w.points = nil // let go of them
+		return nil, ErrTooManyPoints
+	}
+	return pts, nil
 }
 
 // archiveFor returns the coarsest archive resolution whose points each fall

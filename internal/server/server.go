@@ -37,7 +37,9 @@ type Options struct {
 	MaxConns    int // native connections; default 1024
 	MaxInflight int // native requests in flight; default 65536
 	MaxSeries   int // series a LOG may create; default 1,000,000
-	IdleTimeout time.Duration
+	// MaxQueryPoints caps the windows of one query reply; default 1,000,000.
+	MaxQueryPoints int
+	IdleTimeout    time.Duration
 
 	AlertInterval    time.Duration // default 60s
 	AlertWebhooks    []string
@@ -136,22 +138,24 @@ func Open(opts Options) (_ *Server, err error) {
 	}
 
 	s.native = native.New(native.Options{
-		Store:       s.db,
-		Writer:      ingest.New(s.db, s.alerts),
-		Alerts:      s.alerts,
-		MaxConns:    opts.MaxConns,
-		MaxInflight: opts.MaxInflight,
-		MaxSeries:   opts.MaxSeries,
-		IdleTimeout: opts.IdleTimeout,
-		Logger:      opts.Logger,
+		Store:          s.db,
+		Writer:         ingest.New(s.db, s.alerts),
+		Alerts:         s.alerts,
+		MaxConns:       opts.MaxConns,
+		MaxInflight:    opts.MaxInflight,
+		MaxSeries:      opts.MaxSeries,
+		MaxQueryPoints: opts.MaxQueryPoints,
+		IdleTimeout:    opts.IdleTimeout,
+		Logger:         opts.Logger,
 	})
 	reg := newRegistry(s)
 	s.httpSrv = &http.Server{
 		Handler: httpapi.Handler(httpapi.Options{
-			Store:    s.db,
-			Gatherer: reg,
-			Alerts:   s.alerts.Handler(),
-			Logger:   opts.Logger,
+			Store:          s.db,
+			Gatherer:       reg,
+			MaxQueryPoints: opts.MaxQueryPoints,
+			Alerts:         s.alerts.Handler(),
+			Logger:         opts.Logger,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
