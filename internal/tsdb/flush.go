@@ -149,10 +149,7 @@ func (db *DB) flushWith(pace *pacer) error {
 			continue
 		}
 		s.mu.Lock()
-		if len(s.ts) > 0 {
-			s.sortLocked()
-			s.fts, s.fvs, s.fgen = s.ts, s.vs, gen
-			s.ts, s.vs = nil, nil
+		if s.freezeLocked(gen) > 0 {
 			frozen = append(frozen, s)
 		}
 		s.mu.Unlock()
@@ -201,7 +198,7 @@ func (db *DB) flushWith(pace *pacer) error {
 	for _, s := range frozen {
 		s.mu.Lock()
 		if s.fgen == gen {
-			s.fts, s.fvs = nil, nil
+			s.releaseFrozenLocked()
 		}
 		s.mu.Unlock()
 	}
@@ -226,17 +223,28 @@ func (db *DB) flushWith(pace *pacer) error {
 }
 
 // unfreeze puts a frozen head back in front of the active head after a
-// failed flush.
+// failed flush. Callers hold flushMu.
 func (db *DB) unfreeze(frozen []*memSeries, gen uint64) {
 	var n int64
+	db.commitMu.Lock() // the committer appends to active heads without s.mu
+	defer db.commitMu.Unlock()
 	for _, s := range frozen {
 		s.mu.Lock()
 		if s.fgen == gen {
-			s.ts = append(s.fts[:len(s.fts):len(s.fts)], s.ts...)
-			s.vs = append(s.fvs[:len(s.fvs):len(s.fvs)], s.vs...)
-			s.sorted = false
-			n += int64(len(s.fts))
-			s.fts, s.fvs, s.fgen = nil, nil, 0
+			an := s.n.Load()
+			fn := int64(len(s.fts))
+			nb := &headBuf{ts: make([]int64, max(minHeadBuf, 2*(fn+an))), vs: make([]float64, max(minHeadBuf, 2*(fn+an)))}
+			copy(nb.ts, s.fts)
+			copy(nb.vs, s.fvs)
+			if b := s.buf.Load(); b != nil {
+				copy(nb.ts[fn:], b.ts[:an])
+				copy(nb.vs[fn:], b.vs[:an])
+			}
+			s.setBuf(nb)
+			s.n.Store(fn + an)
+			s.unsorted.Store(true)
+			n += fn
+			s.fts, s.fvs, s.fgen, s.fbuf = nil, nil, 0, nil
 		}
 		s.mu.Unlock()
 	}

@@ -60,7 +60,6 @@ func (db *DB) scan(ref SeriesRef, mint, maxt int64, fn func(ts []int64, vs []flo
 	}
 	pub := db.published
 	s.mu.Lock()
-	s.sortLocked()
 	var headRuns [2]run
 	nh := 0
 	if s.fgen > pub {
@@ -72,12 +71,31 @@ func (db *DB) scan(ref SeriesRef, mint, maxt int64, fn func(ts []int64, vs []flo
 			st.hvs = append(st.hvs, s.fvs[lo:hi]...)
 		}
 	}
-	lo, hi := searchRange(s.ts, mint, maxt)
-	if lo < hi {
-		headRuns[nh] = run{lo: len(st.hts), hi: len(st.hts) + hi - lo, minT: s.ts[lo], maxT: s.ts[hi-1]}
-		nh++
-		st.hts = append(st.hts, s.ts[lo:hi]...)
-		st.hvs = append(st.hvs, s.vs[lo:hi]...)
+	// The active head, as the committer publishes it (see memSeries).
+	if n := s.n.Load(); n > 0 {
+		b := s.buf.Load()
+		start := len(st.hts)
+		var lo, hi int
+		if !s.unsorted.Load() {
+			lo, hi = searchRange(b.ts[:n], mint, maxt)
+			st.hts = append(st.hts, b.ts[lo:hi]...)
+			st.hvs = append(st.hvs, b.vs[lo:hi]...)
+		} else {
+			// Sorted in a copy: the committer may be appending to the
+			// buffer.
+			st.hts = append(st.hts, b.ts[:n]...)
+			st.hvs = append(st.hvs, b.vs[:n]...)
+			ts, vs := st.hts[start:], st.hvs[start:]
+			sortStable(ts, vs)
+			lo, hi = searchRange(ts, mint, maxt)
+			copy(ts, ts[lo:hi])
+			copy(vs, vs[lo:hi])
+			st.hts, st.hvs = st.hts[:start+hi-lo], st.hvs[:start+hi-lo]
+		}
+		if lo < hi {
+			headRuns[nh] = run{lo: start, hi: start + hi - lo, minT: st.hts[start], maxT: st.hts[start+hi-lo-1]}
+			nh++
+		}
 	}
 	s.mu.Unlock()
 	db.viewMu.RUnlock()

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // SeriesRef identifies a series. Refs start at 1, are allocated in order and
@@ -27,17 +28,34 @@ type memSeries struct {
 	name   string
 	labels []Label
 
+	// The active head, in arrival order (head.go). Only the committer
+	// appends to it, without a lock: it writes a sample past the first n
+	// of buf, then stores n+1; a full buffer is replaced by a larger copy,
+	// stored in buf before n grows. Readers hold mu (which keeps a flush
+	// from freezing the head meanwhile), load n, then buf, and read the
+	// first n samples of buf. unsorted is set before n grows once a sample
+	// is older than the one before it.
+	buf      atomic.Pointer[headBuf]
+	n        atomic.Int64
+	unsorted atomic.Bool
+	// The committer's copy of buf's slices, next to n: no pointer to
+	// follow per sample. Changed only with buf, by the committer or by a
+	// flush holding commitMu.
+	cts []int64
+	cvs []float64
+
 	mu sync.Mutex
-	// Active head, in arrival order; sorted tells whether ts is
-	// non-decreasing (Scan sorts it in place, stably, when it is not).
-	ts     []int64
-	vs     []float64
-	sorted bool
 	// Frozen head: sorted samples being written into parts by flush
-	// generation fgen; visible to readers while fgen > db.published.
+	// generation fgen, in the buffer fbuf; visible to readers while
+	// fgen > db.published. Flushes change it holding mu.
 	fts  []int64
 	fvs  []float64
 	fgen uint64
+	fbuf *headBuf
+	// spare is the buffer of the last flushed generation, which the
+	// active head takes at the next freeze: in a steady flow the head
+	// allocates nothing. Only flushes (under flushMu) use it.
+	spare *headBuf
 }
 
 // nameEntry holds the series sharing one name.
@@ -153,7 +171,7 @@ func (x *seriesIndex) addLocked(ref SeriesRef, name string, labels []Label) (*me
 			return s, false
 		}
 	}
-	s := &memSeries{ref: ref, name: name, labels: labels, sorted: true}
+	s := &memSeries{ref: ref, name: name, labels: labels}
 	if len(labels) == 0 {
 		e.plain = s
 	} else {
