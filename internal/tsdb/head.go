@@ -68,17 +68,27 @@ func (s *memSeries) setBuf(b *headBuf) {
 	s.buf.Store(b)
 }
 
+// idleGens is how many flushes in a row without a sample make a series
+// give its head buffers up. More than one: a flush that follows another
+// closely (an explicit Flush) finds many series without a new sample.
+const idleGens = 3
+
 // freezeLocked moves the active head into the frozen head of flush
 // generation gen, sorted, and gives the active head the spare buffer. It
 // returns the samples frozen. A series that had no sample since the last
-// freeze gives its buffers up. Callers hold commitMu, flushMu and s.mu.
+// idleGens freezes gives its buffers up. Callers hold commitMu, flushMu
+// and s.mu.
 func (s *memSeries) freezeLocked(gen uint64) int64 {
 	n := s.n.Load()
 	if n == 0 {
-		s.setBuf(nil)
-		s.spare = nil
+		if s.idle++; s.idle >= idleGens {
+			s.setBuf(nil)
+			s.spare = nil
+			s.idle = 0
+		}
 		return 0
 	}
+	s.idle = 0
 	b := s.buf.Load()
 	ts, vs := b.ts[:n], b.vs[:n]
 	if s.unsorted.Load() {

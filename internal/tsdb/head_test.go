@@ -86,7 +86,8 @@ func TestHeadScanWhileAppending(t *testing.T) {
 
 // In a steady flow the active head takes over the buffers of the
 // generation flushed before it, so appends allocate nothing; a series that
-// had no sample between two flushes gives its buffers up.
+// had no sample for idleGens flushes in a row gives its buffers up, and
+// not before.
 func TestHeadBuffersReused(t *testing.T) {
 	o := testOpts()
 	o.FlushSamples = 1 << 30
@@ -121,7 +122,13 @@ func TestHeadBuffersReused(t *testing.T) {
 		t.Errorf("%.0f allocations for a flushed generation of 30,000 samples", allocs)
 	}
 	idle := db.idx.get(refs[0])
-	for k := 0; k < 2; k++ {
+	for k := 0; k < idleGens; k++ {
+		db.flushMu.Lock()
+		idleBuf, idleSpare := idle.buf.Load(), idle.spare
+		db.flushMu.Unlock()
+		if idleBuf == nil || idleSpare == nil {
+			t.Fatalf("a series idle for %d flushes gave its head buffers up", k)
+		}
 		ss := []Sample{{refs[1], (tick + int64(k) + 1) * 1000, 1}}
 		if err := db.Append(ss); err != nil {
 			t.Fatal(err)
@@ -134,6 +141,6 @@ func TestHeadBuffersReused(t *testing.T) {
 	idleBuf, idleSpare := idle.buf.Load(), idle.spare
 	db.flushMu.Unlock()
 	if idleBuf != nil || idleSpare != nil {
-		t.Errorf("an idle series keeps its head buffers")
+		t.Errorf("a series idle for %d flushes keeps its head buffers", idleGens)
 	}
 }

@@ -54,8 +54,10 @@ type memSeries struct {
 	fbuf *headBuf
 	// spare is the buffer of the last flushed generation, which the
 	// active head takes at the next freeze: in a steady flow the head
-	// allocates nothing. Only flushes (under flushMu) use it.
+	// allocates nothing. idle counts the freezes in a row that found no
+	// sample. Only flushes (under flushMu) use them.
 	spare *headBuf
+	idle  uint8
 }
 
 // nameEntry holds the series sharing one name.
