@@ -336,3 +336,34 @@ func BenchmarkAppendSingle(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "samples/s")
 	b.ReportMetric(float64(b.N)/float64(db.Stats().Commits), "samples/commit")
 }
+
+// BenchmarkLookup looks up existing series without labels by name, from
+// parallel goroutines, as connections do for every LOG: 10,000 names,
+// each lookup a different one.
+func BenchmarkLookup(b *testing.B) {
+	db := openTest(b, b.TempDir(), nil)
+	defer func() { b.StopTimer(); db.Close() }()
+	names := make([][]byte, 10000)
+	for i := range names {
+		names[i] = []byte(fmt.Sprintf("bench.gauge.s%06d", i))
+		if _, err := db.GetOrCreate(names[i], nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, name := range names { // no longer recent
+		db.Lookup(name, nil)
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(next.Add(7919))
+		for pb.Next() {
+			i = (i + 7919) % len(names)
+			if _, ok := db.Lookup(names[i], nil); !ok {
+				b.Error("not found")
+				return
+			}
+		}
+	})
+}

@@ -69,6 +69,18 @@ type nameEntry struct {
 
 // seriesIndex maps names and labels to series. Safe for concurrent use.
 type seriesIndex struct {
+	// plain maps the name of every series without labels (all those the
+	// native protocol creates) to it, for lookups without a lock: the map
+	// is never changed, but replaced by a larger copy. Series created
+	// since the copy are in recent, under mu, until the next one, made
+	// when recent holds more than an eighth of the copy, or when lookups
+	// have gone to recent promoteAfter times (so that they stop taking
+	// the lock soon after series stop being created). Copies cost an
+	// amortized constant per series.
+	plain      atomic.Pointer[map[string]*memSeries]
+	recent     map[string]*memSeries
+	recentHits int
+
 	mu     sync.RWMutex
 	byName map[string]*nameEntry
 	byRef  []*memSeries // ref-1 -> series; append-only
@@ -77,8 +89,51 @@ type seriesIndex struct {
 	postings map[string]map[string][]SeriesRef
 }
 
+// promoteAfter is how many lookups answered from seriesIndex.recent make
+// the index copy its plain map.
+const promoteAfter = 256
+
 func newSeriesIndex() *seriesIndex {
-	return &seriesIndex{byName: make(map[string]*nameEntry), postings: make(map[string]map[string][]SeriesRef)}
+	x := &seriesIndex{
+		byName:   make(map[string]*nameEntry),
+		postings: make(map[string]map[string][]SeriesRef),
+		recent:   make(map[string]*memSeries),
+	}
+	x.plain.Store(&map[string]*memSeries{})
+	return x
+}
+
+// lookupPlain finds the series without labels named name. It does not
+// allocate, and takes no lock unless the series is recent or missing.
+func (x *seriesIndex) lookupPlain(name []byte) *memSeries {
+	if s := (*x.plain.Load())[string(name)]; s != nil {
+		return s
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	s := x.recent[string(name)]
+	if s != nil {
+		if x.recentHits++; x.recentHits >= promoteAfter {
+			x.promoteLocked()
+		}
+	}
+	return s
+}
+
+// promoteLocked replaces the plain map by a copy that also holds the
+// recent series. Callers hold x.mu.
+func (x *seriesIndex) promoteLocked() {
+	old := *x.plain.Load()
+	m := make(map[string]*memSeries, len(old)+len(x.recent))
+	for k, v := range old {
+		m[k] = v
+	}
+	for k, v := range x.recent {
+		m[k] = v
+	}
+	x.plain.Store(&m)
+	clear(x.recent)
+	x.recentHits = 0
 }
 
 // labelsSorted reports whether labels are sorted by name.
@@ -115,13 +170,7 @@ func appendLabelsKey(dst []byte, ls []Label) []byte {
 // lookup finds a series without allocating when labels are few and sorted.
 func (x *seriesIndex) lookup(name []byte, labels []Label) *memSeries {
 	if len(labels) == 0 {
-		x.mu.RLock()
-		e := x.byName[string(name)]
-		x.mu.RUnlock()
-		if e == nil {
-			return nil
-		}
-		return e.plain
+		return x.lookupPlain(name)
 	}
 	var lbuf [8]Label
 	if !labelsSorted(labels) {
@@ -176,6 +225,10 @@ func (x *seriesIndex) addLocked(ref SeriesRef, name string, labels []Label) (*me
 	s := &memSeries{ref: ref, name: name, labels: labels}
 	if len(labels) == 0 {
 		e.plain = s
+		x.recent[name] = s
+		if len(x.recent) > len(*x.plain.Load())/8+64 {
+			x.promoteLocked()
+		}
 	} else {
 		if e.byLabels == nil {
 			e.byLabels = make(map[string]*memSeries)

@@ -1,0 +1,67 @@
+package tsdb
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// Series without labels are found without a lock once they are no longer
+// recent: creating many moves them into the lock-free map in copies of
+// growing size, and lookups of the last ones created move those too. A
+// reader looking names up while they are created finds each one once it
+// exists, and always the same series.
+func TestPlainLookupWithoutLock(t *testing.T) {
+	db := openTest(t, t.TempDir(), nil)
+	defer db.Close()
+	const n = 5000
+	names := make([][]byte, n)
+	for i := range names {
+		names[i] = []byte(fmt.Sprint("plain.", i))
+	}
+	refs := make([]SeriesRef, n)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range names {
+			var err error
+			if refs[i], err = db.GetOrCreate(names[i], nil); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	seen := make([]SeriesRef, n)
+	for round := 0; round < 20; round++ {
+		for i := range names {
+			if ref, ok := db.Lookup(names[i], nil); ok {
+				if seen[i] != 0 && seen[i] != ref {
+					t.Fatalf("%s: ref %d, then %d", names[i], seen[i], ref)
+				}
+				seen[i] = ref
+			}
+		}
+	}
+	wg.Wait()
+	x := db.idx
+	x.mu.Lock()
+	recent := len(x.recent)
+	x.mu.Unlock()
+	if recent > n/8+64 {
+		t.Fatalf("%d of %d series still recent after they were created", recent, n)
+	}
+	for round := 0; round < 2; round++ {
+		for i := range names {
+			if ref, ok := db.Lookup(names[i], nil); !ok || ref != refs[i] {
+				t.Fatalf("%s: ref %d %v, created as %d", names[i], ref, ok, refs[i])
+			}
+		}
+	}
+	x.mu.Lock()
+	recent = len(x.recent)
+	x.mu.Unlock()
+	if recent != 0 {
+		t.Fatalf("%d series still looked up under the lock after %d lookups", recent, 2*n)
+	}
+}
