@@ -162,6 +162,7 @@ type DB struct {
 	prepWG   sync.WaitGroup
 	walErr   error // sticky: after a failed write or sync nothing is trusted
 
+	chunks        chunkPool    // head chunks not in use
 	headSamples   atomic.Int64 // active head
 	frozenSamples atomic.Int64 // head being flushed
 	roomMu        sync.Mutex
@@ -222,6 +223,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 		parts:   &partSet{},
 	}
 	db.cur = &commitBatch{done: make(chan struct{})}
+	db.chunks.maxBig = o.FlushSamples/chunkBig + o.FlushSamples/chunkBig/4
 	db.roomCh = make(chan struct{})
 	if err := db.recover(); err != nil {
 		db.closeFiles()

@@ -198,7 +198,7 @@ func (db *DB) flushWith(pace *pacer) error {
 	for _, s := range frozen {
 		s.mu.Lock()
 		if s.fgen == gen {
-			s.releaseFrozenLocked()
+			s.releaseFrozenLocked(&db.chunks)
 		}
 		s.mu.Unlock()
 	}
@@ -228,23 +228,28 @@ func (db *DB) unfreeze(frozen []*memSeries, gen uint64) {
 	var n int64
 	db.commitMu.Lock() // the committer appends to active heads without s.mu
 	defer db.commitMu.Unlock()
+	var ts []int64
+	var vs []float64
 	for _, s := range frozen {
 		s.mu.Lock()
 		if s.fgen == gen {
+			// Frozen samples, then the active ones, appended afresh.
+			ts, vs = s.flist.appendRange(ts[:0], vs[:0], 0, s.fn)
 			an := s.n.Load()
-			fn := int64(len(s.fts))
-			nb := &headBuf{ts: make([]int64, max(minHeadBuf, 2*(fn+an))), vs: make([]float64, max(minHeadBuf, 2*(fn+an)))}
-			copy(nb.ts, s.fts)
-			copy(nb.vs, s.fvs)
-			if b := s.buf.Load(); b != nil {
-				copy(nb.ts[fn:], b.ts[:an])
-				copy(nb.vs[fn:], b.vs[:an])
+			l := s.list.Load()
+			if an > 0 {
+				ts, vs = l.appendRange(ts, vs, 0, an)
+				db.chunks.put(l.c[:chunksFor(an)])
+				clear(l.c)
 			}
-			s.setBuf(nb)
-			s.n.Store(fn + an)
-			s.unsorted.Store(true)
-			n += fn
-			s.fts, s.fvs, s.fgen, s.fbuf = nil, nil, 0, nil
+			n += s.fn
+			s.releaseFrozenLocked(&db.chunks)
+			s.fgen = 0
+			s.n.Store(0)
+			s.unsorted.Store(false)
+			for i := range ts {
+				s.appendHead(ts[i], vs[i], &db.chunks)
+			}
 		}
 		s.mu.Unlock()
 	}
@@ -280,9 +285,12 @@ func (db *DB) writeFrozen(frozen []*memSeries, pace *pacer) ([]*part, error) {
 		writers[k], ids[k] = w, id
 		return w, nil
 	}
+	var fts []int64
+	var fvs []float64
 	for _, s := range frozen {
 		pace.step()
-		ts, vs := s.fts, s.fvs
+		fts, fvs = s.flist.appendRange(fts[:0], fvs[:0], 0, s.fn)
+		ts, vs := fts, fvs
 		for len(ts) > 0 {
 			d := dayOf(ts[0])
 			end := sort.Search(len(ts), func(i int) bool { return dayOf(ts[i]) > d })

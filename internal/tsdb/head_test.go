@@ -78,16 +78,16 @@ func TestHeadScanWhileAppending(t *testing.T) {
 	}
 	// Scans sorted copies; the head itself is still in arrival order.
 	s := db.idx.get(ref)
-	if b := s.buf.Load(); !s.unsorted.Load() || b.ts[0] != base+rounds*per {
-		t.Fatalf("active head reordered: first sample %d", b.ts[0]-base)
+	if first, _ := s.list.Load().at(0); !s.unsorted.Load() || first != base+rounds*per {
+		t.Fatalf("active head reordered: first sample %d", first-base)
 	}
 	t.Logf("%d scans", scans)
 }
 
-// In a steady flow the active head takes over the buffers of the
-// generation flushed before it, so appends allocate nothing; a series that
-// had no sample for idleGens flushes in a row gives its buffers up, and
-// not before.
+// In a steady flow the active head takes the chunks of the generation
+// flushed before it from the pool, so appends allocate nothing; a series
+// that had no sample for idleGens flushes in a row gives its chunk lists
+// up, and not before.
 func TestHeadBuffersReused(t *testing.T) {
 	o := testOpts()
 	o.FlushSamples = 1 << 30
@@ -118,16 +118,16 @@ func TestHeadBuffersReused(t *testing.T) {
 	if allocs := testing.AllocsPerRun(3, generation); allocs > 400 {
 		// A flush allocates about 120 times for its part writer, index
 		// and manifest; the 30,000 appended samples allocate nothing
-		// (growing 100 heads from scratch to 300 samples takes 1,900).
+		// (allocating their chunks would take 900).
 		t.Errorf("%.0f allocations for a flushed generation of 30,000 samples", allocs)
 	}
 	idle := db.idx.get(refs[0])
 	for k := 0; k < idleGens; k++ {
 		db.flushMu.Lock()
-		idleBuf, idleSpare := idle.buf.Load(), idle.spare
+		idleList, idleSpare := idle.list.Load(), idle.spare
 		db.flushMu.Unlock()
-		if idleBuf == nil || idleSpare == nil {
-			t.Fatalf("a series idle for %d flushes gave its head buffers up", k)
+		if idleList == nil || idleSpare == nil {
+			t.Fatalf("a series idle for %d flushes gave its chunk lists up", k)
 		}
 		ss := []Sample{{refs[1], (tick + int64(k) + 1) * 1000, 1}}
 		if err := db.Append(ss); err != nil {
@@ -138,9 +138,46 @@ func TestHeadBuffersReused(t *testing.T) {
 		}
 	}
 	db.flushMu.Lock()
-	idleBuf, idleSpare := idle.buf.Load(), idle.spare
+	idleList, idleSpare := idle.list.Load(), idle.spare
 	db.flushMu.Unlock()
-	if idleBuf != nil || idleSpare != nil {
-		t.Errorf("a series idle for %d flushes keeps its head buffers", idleGens)
+	if idleList != nil || idleSpare != nil {
+		t.Errorf("a series idle for %d flushes keeps its chunk lists", idleGens)
+	}
+}
+
+// The chunked head reads back like a plain slice: every sample at its
+// position, and the same ranges, across chunk boundaries.
+func TestChunkListRanges(t *testing.T) {
+	var pool chunkPool
+	pool.maxBig = 100
+	s := &memSeries{}
+	var ts []int64
+	var vs []float64
+	for i := 0; i < chunkSmall+3*chunkBig+5; i++ {
+		tt := int64(i/3) * 10 // runs of equal timestamps
+		s.appendHead(tt, float64(i), &pool)
+		ts, vs = append(ts, tt), append(vs, float64(i))
+	}
+	l, n := s.list.Load(), s.n.Load()
+	if n != int64(len(ts)) || chunksFor(n) != 5 {
+		t.Fatalf("%d samples in %d chunks", n, chunksFor(n))
+	}
+	for i := range ts {
+		if gt, gv := l.at(int64(i)); gt != ts[i] || gv != vs[i] {
+			t.Fatalf("sample %d: (%d, %v), want (%d, %v)", i, gt, gv, ts[i], vs[i])
+		}
+	}
+	for mint := int64(-10); mint <= ts[len(ts)-1]+20; mint += 5 {
+		for _, span := range []int64{0, 1, 10, 30, 400, 1 << 40} {
+			lo, hi := l.searchRange(n, mint, mint+span)
+			wlo, whi := searchRange(ts, mint, mint+span)
+			if lo != int64(wlo) || hi != int64(whi) {
+				t.Fatalf("[%d, %d): range %d-%d, want %d-%d", mint, mint+span, lo, hi, wlo, whi)
+			}
+			gts, gvs := l.appendRange(nil, nil, lo, hi)
+			if fmt.Sprint(gts, gvs) != fmt.Sprint(ts[wlo:whi], vs[wlo:whi]) {
+				t.Fatalf("[%d, %d): samples differ", mint, mint+span)
+			}
+		}
 	}
 }

@@ -63,39 +63,18 @@ func (db *DB) scan(ref SeriesRef, mint, maxt int64, fn func(ts []int64, vs []flo
 	var headRuns [2]run
 	nh := 0
 	if s.fgen > pub {
-		lo, hi := searchRange(s.fts, mint, maxt)
-		if lo < hi {
-			headRuns[nh] = run{lo: len(st.hts), hi: len(st.hts) + hi - lo, minT: s.fts[lo], maxT: s.fts[hi-1]}
+		start := len(st.hts)
+		st.hts, st.hvs = s.appendFrozen(st.hts, st.hvs, mint, maxt)
+		if len(st.hts) > start {
+			headRuns[nh] = run{lo: start, hi: len(st.hts), minT: st.hts[start], maxT: st.hts[len(st.hts)-1]}
 			nh++
-			st.hts = append(st.hts, s.fts[lo:hi]...)
-			st.hvs = append(st.hvs, s.fvs[lo:hi]...)
 		}
 	}
-	// The active head, as the committer publishes it (see memSeries).
-	if n := s.n.Load(); n > 0 {
-		b := s.buf.Load()
-		start := len(st.hts)
-		var lo, hi int
-		if !s.unsorted.Load() {
-			lo, hi = searchRange(b.ts[:n], mint, maxt)
-			st.hts = append(st.hts, b.ts[lo:hi]...)
-			st.hvs = append(st.hvs, b.vs[lo:hi]...)
-		} else {
-			// Sorted in a copy: the committer may be appending to the
-			// buffer.
-			st.hts = append(st.hts, b.ts[:n]...)
-			st.hvs = append(st.hvs, b.vs[:n]...)
-			ts, vs := st.hts[start:], st.hvs[start:]
-			sortStable(ts, vs)
-			lo, hi = searchRange(ts, mint, maxt)
-			copy(ts, ts[lo:hi])
-			copy(vs, vs[lo:hi])
-			st.hts, st.hvs = st.hts[:start+hi-lo], st.hvs[:start+hi-lo]
-		}
-		if lo < hi {
-			headRuns[nh] = run{lo: start, hi: start + hi - lo, minT: st.hts[start], maxT: st.hts[start+hi-lo-1]}
-			nh++
-		}
+	start := len(st.hts)
+	st.hts, st.hvs = s.appendActive(st.hts, st.hvs, mint, maxt)
+	if len(st.hts) > start {
+		headRuns[nh] = run{lo: start, hi: len(st.hts), minT: st.hts[start], maxT: st.hts[len(st.hts)-1]}
+		nh++
 	}
 	s.mu.Unlock()
 	db.viewMu.RUnlock()

@@ -28,35 +28,30 @@ type memSeries struct {
 	name   string
 	labels []Label
 
-	// The active head, in arrival order (head.go). Only the committer
-	// appends to it, without a lock: it writes a sample past the first n
-	// of buf, then stores n+1; a full buffer is replaced by a larger copy,
-	// stored in buf before n grows. Readers hold mu (which keeps a flush
-	// from freezing the head meanwhile), load n, then buf, and read the
-	// first n samples of buf. unsorted is set before n grows once a sample
-	// is older than the one before it.
-	buf      atomic.Pointer[headBuf]
+	// The active head, in arrival order, in chunks (head.go). Only the
+	// committer appends to it, without a lock: it writes a sample past the
+	// first n, then stores n+1; a new chunk is in list before n grows past
+	// its start, and a full list is replaced by a longer copy, stored in
+	// list first. Readers hold mu (which keeps a flush from freezing the
+	// head meanwhile), load n, then list, and read the first n samples.
+	// unsorted is set before n grows once a sample is older than the one
+	// before it. lastT is the committer's: the time of the last sample.
+	list     atomic.Pointer[chunkList]
 	n        atomic.Int64
 	unsorted atomic.Bool
-	// The committer's copy of buf's slices, next to n: no pointer to
-	// follow per sample. Changed only with buf, by the committer or by a
-	// flush holding commitMu.
-	cts []int64
-	cvs []float64
+	lastT    int64
 
 	mu sync.Mutex
-	// Frozen head: sorted samples being written into parts by flush
-	// generation fgen, in the buffer fbuf; visible to readers while
+	// Frozen head: the first fn samples of flist, sorted, being written
+	// into parts by flush generation fgen; visible to readers while
 	// fgen > db.published. Flushes change it holding mu.
-	fts  []int64
-	fvs  []float64
-	fgen uint64
-	fbuf *headBuf
-	// spare is the buffer of the last flushed generation, which the
-	// active head takes at the next freeze: in a steady flow the head
-	// allocates nothing. idle counts the freezes in a row that found no
-	// sample. Only flushes (under flushMu) use them.
-	spare *headBuf
+	flist *chunkList
+	fn    int64
+	fgen  uint64
+	// spare is the emptied chunk list of the last flushed generation, for
+	// the next one; idle counts the freezes in a row that found no sample.
+	// Only flushes (under flushMu) use them.
+	spare *chunkList
 	idle  uint8
 }
 
