@@ -7,7 +7,7 @@ import (
 
 // Background work (flushes of the head and merges of parts) is CPU-bound
 // and comes in bursts: a flush of 4 Mi samples takes 0.15-0.2 s of CPU, a
-// merge of four such parts 0.4-0.7 s. On a machine of two cores a burst at
+// merge of four parts of that size 0.4-0.7 s. On a machine of two cores a burst at
 // full speed takes a whole core from the work that answers requests, whose
 // latency then grows to tens of milliseconds. Background jobs are therefore
 // paced to a share of one core; Flush and Close flush at full speed.
