@@ -247,6 +247,7 @@ func (db *DB) unfreeze(frozen []*memSeries, gen uint64) {
 			s.fgen = 0
 			s.n.Store(0)
 			s.unsorted.Store(false)
+			s.curT, s.curV = nil, nil
 			for i := range ts {
 				s.appendHead(ts[i], vs[i], &db.chunks)
 			}

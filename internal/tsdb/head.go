@@ -164,23 +164,22 @@ func sortStable(ts []int64, vs []float64) {
 func (s *memSeries) appendHead(t int64, v float64, pool *chunkPool) {
 	n := s.n.Load()
 	c, o := chunkPos(n)
-	l := s.list.Load()
 	if o == 0 {
-		l = s.addChunk(l, c, pool)
+		s.addChunk(c, pool)
 	}
 	if n > 0 && t < s.lastT && !s.unsorted.Load() {
 		s.unsorted.Store(true)
 	}
 	s.lastT = t
-	ch := l.c[c]
-	ch.ts[o], ch.vs[o] = t, v
+	s.curT[o], s.curV[o] = t, v
 	s.n.Store(n + 1)
 }
 
 // addChunk puts a chunk from the pool at position c of the active head's
-// list, replacing the list by a longer copy when it is full. Readers see
-// neither before n grows past them.
-func (s *memSeries) addChunk(l *chunkList, c int, pool *chunkPool) *chunkList {
+// list, replacing the list by a longer copy when it is full, and makes it
+// the current chunk. Readers see neither before n grows past them.
+func (s *memSeries) addChunk(c int, pool *chunkPool) {
+	l := s.list.Load()
 	if l == nil || c == len(l.c) {
 		nl := &chunkList{c: make([]*headChunk, max(4, 2*c))}
 		if l != nil {
@@ -193,8 +192,9 @@ func (s *memSeries) addChunk(l *chunkList, c int, pool *chunkPool) *chunkList {
 	if c == 0 {
 		size = chunkSmall
 	}
-	l.c[c] = pool.get(size)
-	return l
+	ch := pool.get(size)
+	l.c[c] = ch
+	s.curT, s.curV = ch.ts, ch.vs
 }
 
 // idleGens is how many flushes in a row without a sample make a series
@@ -223,6 +223,7 @@ func (s *memSeries) freezeLocked(gen uint64) int64 {
 	s.flist, s.fn, s.fgen = l, n, gen
 	s.list.Store(s.spare)
 	s.spare = nil
+	s.curT, s.curV = nil, nil
 	s.n.Store(0)
 	s.unsorted.Store(false)
 	return n

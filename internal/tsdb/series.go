@@ -24,6 +24,14 @@ type Sample struct {
 
 // memSeries is a series: its identity and its head samples.
 type memSeries struct {
+	// The committer's, first, in one cache line with n: the slices of the
+	// chunk sample n goes into, and the time of the last sample. An
+	// append touches this line and the chunk's, and follows no pointer.
+	n     atomic.Int64
+	curT  []int64
+	curV  []float64
+	lastT int64
+
 	ref    SeriesRef
 	name   string
 	labels []Label
@@ -35,11 +43,9 @@ type memSeries struct {
 	// list first. Readers hold mu (which keeps a flush from freezing the
 	// head meanwhile), load n, then list, and read the first n samples.
 	// unsorted is set before n grows once a sample is older than the one
-	// before it. lastT is the committer's: the time of the last sample.
+	// before it.
 	list     atomic.Pointer[chunkList]
-	n        atomic.Int64
 	unsorted atomic.Bool
-	lastT    int64
 
 	mu sync.Mutex
 	// Frozen head: the first fn samples of flist, sorted, being written
