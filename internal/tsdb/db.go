@@ -14,8 +14,8 @@ import (
 type Options struct {
 	Logger *slog.Logger
 	// FlushSamples: flush the head into parts, in the background, when it
-	// holds this many samples. Default 8 Mi (about 130 MB of head, and
-	// as much again while a flush writes it). Should the head reach 4 times
+	// holds this many samples. Default 5 Mi (80 MB of head; the chunks a
+	// flush frees are kept for the next samples). Should the head reach 4 times
 	// this (flushes falling behind or failing), Append waits up to 5 s for
 	// a flush to make room and then returns ErrOverloaded.
 	FlushSamples int
@@ -64,7 +64,7 @@ func (o *Options) withDefaults() Options {
 	}
 	r.Logger = r.Logger.With("component", "tsdb")
 	if r.FlushSamples <= 0 {
-		r.FlushSamples = 8 << 20
+		r.FlushSamples = 5 << 20
 	}
 	if r.FlushInterval <= 0 {
 		r.FlushInterval = 10 * time.Minute

@@ -1,6 +1,7 @@
 package tsdb
 
 import (
+	"slices"
 	"sort"
 	"sync"
 )
@@ -55,6 +56,9 @@ func (l *chunkList) at(i int64) (int64, float64) {
 
 // appendRange appends samples [lo, hi) of the head in l to ts and vs.
 func (l *chunkList) appendRange(ts []int64, vs []float64, lo, hi int64) ([]int64, []float64) {
+	if lo < hi {
+		ts, vs = slices.Grow(ts, int(hi-lo)), slices.Grow(vs, int(hi-lo))
+	}
 	for lo < hi {
 		c, o := chunkPos(lo)
 		ch := l.c[c]
