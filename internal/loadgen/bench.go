@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"runtime"
 	"slices"
 	"time"
 )
@@ -383,6 +384,9 @@ func benchPaced(ctx context.Context, o BenchOptions, series [][]*Series, rate fl
 		buf = AppendLOGs(buf, &ends, ss, d.Start, d.Points, d.Points+points)
 		srcs[c] = pacedSource{buf: buf, ends: ends}
 	}
+	// Collect the ingest phase's garbage now, so that the sender does not
+	// garbage-collect it while it times requests.
+	runtime.GC()
 	fmt.Fprintf(p, "latency: %.0f LOG/s on %d connections for %s\n", rate, len(series), o.PacedDuration)
 	warmup := min(500*time.Millisecond, o.PacedDuration/10)
 	var before serverMetrics
