@@ -4,14 +4,12 @@
 package httpapi
 
 import (
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -204,7 +202,7 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 		buf = append(buf, "time,value\n"...)
 	}
 	var werr error
-	err = scanMerged(a.opts.Store, refs, mint, maxt, func(ts []int64, vs []float64) {
+	err = query.ScanMerged(a.opts.Store, refs, mint, maxt, func(ts []int64, vs []float64) bool {
 		for i := range ts {
 			if format == "json" {
 				if !first {
@@ -223,10 +221,11 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 			}
 			first = false
 		}
-		if len(buf) > 32<<10 && werr == nil {
+		if len(buf) > 32<<10 {
 			_, werr = w.Write(buf)
 			buf = buf[:0]
 		}
+		return werr == nil // stop once the client is gone
 	})
 	if err != nil {
 		a.log.Error("export failed", "name", name, "err", err)
@@ -259,38 +258,4 @@ func (a *api) flush(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"flushed": true, "seconds": time.Since(start).Seconds()})
-}
-
-// scanMerged feeds fn the samples of every ref in time order (one ref
-// streams; several are merged in memory).
-func scanMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64)) error {
-	if mint >= maxt {
-		return nil
-	}
-	if len(refs) == 1 {
-		return st.Scan(refs[0], mint, maxt, func(ts []int64, vs []float64) bool { fn(ts, vs); return true })
-	}
-	var ts []int64
-	var vs []float64
-	for _, ref := range refs {
-		err := st.Scan(ref, mint, maxt, func(t []int64, v []float64) bool {
-			ts = append(ts, t...)
-			vs = append(vs, v...)
-			return true
-		})
-		if err != nil {
-			return err
-		}
-	}
-	idx := make([]int, len(ts))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(ts[a], ts[b]) })
-	st2, sv2 := make([]int64, len(ts)), make([]float64, len(ts))
-	for i, j := range idx {
-		st2[i], sv2[i] = ts[j], vs[j]
-	}
-	fn(st2, sv2)
-	return nil
 }

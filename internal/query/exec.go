@@ -42,8 +42,6 @@ type Spec struct {
 // Executor is not safe for concurrent use.
 type Executor struct {
 	win  Windows
-	ts   []int64
-	vs   []float64
 	aggs []tsdb.Aggregate
 }
 
@@ -91,15 +89,11 @@ func (e *Executor) Run(st Store, q Spec) ([]Point, error) {
 			return w.Result(), nil
 		}
 	}
-	if len(refs) == 1 {
-		err := st.Scan(refs[0], mint, maxt, func(ts []int64, vs []float64) bool {
-			w.Add(ts, vs)
-			return q.MaxPoints == 0 || len(w.points) <= q.MaxPoints
-		})
-		if err != nil {
-			return nil, err
-		}
-	} else if err := e.addMerged(st, refs, mint, maxt); err != nil {
+	err := ScanMerged(st, refs, mint, maxt, func(ts []int64, vs []float64) bool {
+		w.Add(ts, vs)
+		return q.MaxPoints == 0 || len(w.points) <= q.MaxPoints
+	})
+	if err != nil {
 		return nil, err
 	}
 	pts := w.Result()
@@ -148,10 +142,19 @@ func (e *Executor) addArchived(st Store, refs []tsdb.SeriesRef, res time.Duratio
 	return nil
 }
 
-// addMerged feeds the samples of several series (one name with several
-// label sets) to the windows in time order; equal times keep series order.
-func (e *Executor) addMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64) error {
-	ts, vs := e.ts[:0], e.vs[:0]
+// ScanMerged calls fn with the samples of every ref in [mint, maxt) in
+// time order; samples with equal times keep the order of refs. One series
+// streams in chunks; several (a name with several label sets) are merged
+// in memory and passed in one call. fn returning false stops.
+func ScanMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool) error {
+	if mint >= maxt {
+		return nil
+	}
+	if len(refs) == 1 {
+		return st.Scan(refs[0], mint, maxt, fn)
+	}
+	var ts []int64
+	var vs []float64
 	for _, ref := range refs {
 		err := st.Scan(ref, mint, maxt, func(t []int64, v []float64) bool {
 			ts = append(ts, t...)
@@ -171,9 +174,6 @@ func (e *Executor) addMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64) 
 	for i, j := range idx {
 		st2[i], sv2[i] = ts[j], vs[j]
 	}
-	e.win.Add(st2, sv2)
-	if cap(ts) <= 1<<16 {
-		e.ts, e.vs = ts, vs
-	}
+	fn(st2, sv2)
 	return nil
 }
