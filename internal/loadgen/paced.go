@@ -43,21 +43,11 @@ type pacedConn struct {
 // are answered but not measured. Any reply other than 201 fails it.
 func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64, d, warmup, stall time.Duration, progress io.Writer) (pacedResult, error) {
 	var res pacedResult
-	conns := make([]net.Conn, len(srcs))
-	defer func() {
-		for _, nc := range conns {
-			if nc != nil {
-				nc.Close()
-			}
-		}
-	}()
-	for i := range srcs {
-		nc, err := dial(ctx, addr)
-		if err != nil {
-			return res, err
-		}
-		conns[i] = nc
+	conns, err := dialAll(ctx, addr, len(srcs))
+	if err != nil {
+		return res, err
 	}
+	defer closeAll(conns)
 	var (
 		wg       sync.WaitGroup
 		errOnce  sync.Once

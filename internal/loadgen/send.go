@@ -61,21 +61,11 @@ type sendResult struct {
 // it. It reports progress every second to progress, as label.
 func sendPipelined(ctx context.Context, addr string, srcs []connSource, stall time.Duration, progress io.Writer, label string) (sendResult, error) {
 	var res sendResult
-	conns := make([]net.Conn, len(srcs))
-	defer func() {
-		for _, nc := range conns {
-			if nc != nil {
-				nc.Close()
-			}
-		}
-	}()
-	for i := range srcs {
-		nc, err := dial(ctx, addr)
-		if err != nil {
-			return res, err
-		}
-		conns[i] = nc
+	conns, err := dialAll(ctx, addr, len(srcs))
+	if err != nil {
+		return res, err
 	}
+	defer closeAll(conns)
 	var (
 		acked, sentBytes atomic.Int64
 		wg               sync.WaitGroup
@@ -209,4 +199,24 @@ func dial(ctx context.Context, addr string) (net.Conn, error) {
 		tc.SetNoDelay(true)
 	}
 	return nc, nil
+}
+
+// dialAll opens n connections to addr, or none.
+func dialAll(ctx context.Context, addr string, n int) ([]net.Conn, error) {
+	conns := make([]net.Conn, 0, n)
+	for range n {
+		nc, err := dial(ctx, addr)
+		if err != nil {
+			closeAll(conns)
+			return nil, err
+		}
+		conns = append(conns, nc)
+	}
+	return conns, nil
+}
+
+func closeAll(conns []net.Conn) {
+	for _, nc := range conns {
+		nc.Close()
+	}
 }
