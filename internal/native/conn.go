@@ -226,7 +226,8 @@ func (c *conn) handle(line []byte) error {
 	if err != nil {
 		s.stats.bad.Add(1)
 		c.out = append(c.out, wire.ReplyFor(err)...)
-		return c.maybeSubmit()
+		c.maybeSubmit()
+		return nil
 	}
 	// Requests that read see every LOG sent before them.
 	if err := c.awaitCommits(); err != nil {
@@ -237,10 +238,8 @@ func (c *conn) handle(line []byte) error {
 	}
 	err = c.exec()
 	s.release(1)
-	if err != nil {
-		return err
-	}
-	return c.maybeSubmit()
+	c.maybeSubmit()
+	return err
 }
 
 // log adds a parsed LOG request to the batch.
@@ -335,11 +334,11 @@ func (c *conn) awaitCommits() error {
 	return nil
 }
 
-func (c *conn) maybeSubmit() error {
+// maybeSubmit hands the replies to the writer once they are large.
+func (c *conn) maybeSubmit() {
 	if len(c.out) >= flushAt {
 		c.submit()
 	}
-	return nil
 }
 
 // busy answers n requests with the 503 line and ends the connection.

@@ -443,13 +443,12 @@ func TestShutdownAnswersReadRequests(t *testing.T) {
 		t.Fatal(got)
 	}
 	c.expectClosed()
-	if err := <-ts.done; !errors.Is(err, ErrServerClosed) {
+	err := <-ts.done
+	ts.done <- err // for the cleanup, which waits for Serve to return
+	if !errors.Is(err, ErrServerClosed) {
 		t.Fatal(err)
 	}
-	ts.done <- err0
 }
-
-var err0 error = ErrServerClosed
 
 // BenchmarkPipelinedLOG measures the server's cost per pipelined LOG
 // through a real store (group commit with fsync), one connection.
