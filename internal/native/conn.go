@@ -53,6 +53,11 @@ type conn struct {
 	lastDone chan struct{} // committed channel of the last batch handed to the writer
 	free     chan *unit    // units the writer is done with, for reuse
 	werrDone chan struct{} // closed when the writer returns
+
+	// Owned by the writer: the units of one commit, and their batches
+	// joined when there is more than one (see joinQueued).
+	group  []*unit
+	joined []tsdb.Sample
 }
 
 // unit is what the reader hands to the writer: reply bytes, then the

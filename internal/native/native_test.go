@@ -254,6 +254,69 @@ func TestPipelinedLOGsShareWrites(t *testing.T) {
 	}
 }
 
+// gateWriter stores into a real DB, records the size of each Write, and
+// holds the first Write until gate is closed.
+type gateWriter struct {
+	db    *tsdb.DB
+	gate  chan struct{}
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (w *gateWriter) Write(s []tsdb.Sample) error {
+	w.mu.Lock()
+	first := len(w.sizes) == 0
+	w.sizes = append(w.sizes, len(s))
+	w.mu.Unlock()
+	if first {
+		<-w.gate
+	}
+	return w.db.Append(s)
+}
+
+// waitInflight waits until the server counts n requests in flight.
+func waitInflight(t *testing.T, srv *Server, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); srv.inflight.Load() != n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests in flight, want %d", srv.inflight.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// The LOG batches a connection reads while its previous batch is being
+// committed go to the store together, in one Write, and are answered in
+// order.
+func TestQueuedBatchesShareACommit(t *testing.T) {
+	w := &gateWriter{gate: make(chan struct{})}
+	ts := startServer(t, Options{Writer: w})
+	w.db = ts.db
+	c := dial(t, ts.addr)
+	c.send("LOG j 1 1650931201\n")
+	waitInflight(t, ts.srv, 1) // the writer holds it, in Write
+	c.send("LOG j 2 1650931202\nLOG j 3 1650931203\n")
+	waitInflight(t, ts.srv, 3) // queued
+	c.send("LOG j 4 1650931204\n")
+	waitInflight(t, ts.srv, 4) // queued behind
+	close(w.gate)
+	for i := range 4 {
+		if got := c.line(); got != "201 Metric Inserted\n" {
+			t.Fatalf("reply %d: %q", i, got)
+		}
+	}
+	w.mu.Lock()
+	sizes := fmt.Sprint(w.sizes)
+	w.mu.Unlock()
+	if sizes != "[1 3]" {
+		t.Errorf("writes of %s samples, want [1 3]", sizes)
+	}
+	if got := c.do("QUERY j LAST 1 1650931201 1650931205"); got != "200 [1.0, 2.0, 3.0, 4.0]" {
+		t.Errorf("stored: %s", got)
+	}
+	waitInflight(t, ts.srv, 0)
+}
+
 func TestOverloadedStore(t *testing.T) {
 	ts := startServer(t, Options{})
 	ts.w.fail.Store(&tsdb.ErrOverloaded)

@@ -10,7 +10,8 @@ import (
 )
 
 // writer is a connection's second goroutine. It takes units in request
-// order, commits their batches to the store (so a connection's samples are
+// order, commits their batches to the store, those queued together in one
+// commit (so a connection's samples are
 // stored in the order they were sent), and writes the replies, batching
 // them into one write whenever no unit is waiting. After SUBSCRIBE it also
 // writes the pushed ALERT lines between replies. It returns when the reader
@@ -37,20 +38,30 @@ func (c *conn) writer() {
 			buf = buf[:0]
 		}
 	}
+	var (
+		held   *unit // taken from the queue but not joined: handled next
+		closed bool  // the queue is closed and empty
+	)
 	for {
-		if len(c.queue) == 0 {
-			flush()
-		}
 		var u *unit
-		select {
-		case u = <-c.queue:
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
+		switch {
+		case held != nil:
+			u, held = held, nil
+		case closed:
+		default:
+			if len(c.queue) == 0 {
+				flush()
+			}
+			select {
+			case u = <-c.queue:
+			case ev, ok := <-events:
+				if !ok {
+					events = nil
+					continue
+				}
+				buf = append(append(append(buf, "ALERT "...), ev...), '\n')
 				continue
 			}
-			buf = append(append(append(buf, "ALERT "...), ev...), '\n')
-			continue
 		}
 		if u == nil {
 			flush()
@@ -59,32 +70,85 @@ func (c *conn) writer() {
 		if !failed {
 			buf = append(buf, u.out...)
 		}
-		if len(u.batch) > 0 {
-			n := len(u.batch)
-			if !failed {
-				// The commit waits for an fsync: send what is ready first.
+		if len(u.batch) == 0 {
+			if u.events != nil {
+				events = u.events
+			}
+			c.recycle(u)
+			if len(buf) >= flushAt {
 				flush()
 			}
-			if !failed {
-				var ok bool
-				if buf, ok = c.commit(buf, u.batch); !ok {
-					// Answer this batch's requests with their 503s
-					// or 500s, and nothing after them.
-					flush()
-					failed = true
-				}
+			continue
+		}
+		var batch []tsdb.Sample
+		batch, held, closed = c.joinQueued(u)
+		if !failed {
+			// The commit waits for an fsync: send what is ready first.
+			flush()
+		}
+		if !failed {
+			var ok bool
+			if buf, ok = c.commit(buf, batch); !ok {
+				// Answer these batches' requests with their 503s
+				// or 500s, and nothing after them.
+				flush()
+				failed = true
 			}
-			c.s.release(n)
-			close(u.committed)
 		}
-		if u.events != nil {
-			events = u.events
+		for _, v := range c.group {
+			c.s.release(len(v.batch))
+			close(v.committed)
+			if v.events != nil {
+				events = v.events
+			}
+			c.recycle(v)
 		}
-		c.recycle(u)
+		clear(c.group)
 		if len(buf) >= flushAt {
 			flush()
 		}
 	}
+}
+
+// maxJoin bounds the samples of the batches joinQueued joins.
+const maxJoin = 4 * maxBatch
+
+// joinQueued sets c.group to u and the units of LOGs only queued behind it,
+// taken without waiting, and returns their batches joined: the reader
+// parses while a commit waits for its fsync, and the batches it queued
+// meanwhile then wait for one fsync, not one each. It also returns the
+// first unit taken that cannot join (it carries other replies first, or no
+// batch), to be handled next, and whether it found the queue closed.
+func (c *conn) joinQueued(u *unit) (batch []tsdb.Sample, next *unit, closed bool) {
+	c.group = append(c.group[:0], u)
+	batch = u.batch
+	for len(batch) < maxJoin {
+		var v *unit
+		ok := true
+		select {
+		case v, ok = <-c.queue:
+		default:
+		}
+		if !ok {
+			return batch, nil, true
+		}
+		if v == nil {
+			break
+		}
+		if len(v.out) > 0 || len(v.batch) == 0 || v.events != nil {
+			return batch, v, false
+		}
+		if len(c.group) == 1 {
+			c.joined = append(c.joined[:0], u.batch...)
+		}
+		c.joined = append(c.joined, v.batch...)
+		batch = c.joined
+		c.group = append(c.group, v)
+	}
+	if cap(c.joined) > 2*maxJoin {
+		c.joined = nil
+	}
+	return batch, nil, false
 }
 
 // commit stores a batch and appends its replies to buf: a 201 for each
