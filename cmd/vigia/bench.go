@@ -31,6 +31,7 @@ func runBench(args []string) int {
 	fs.BoolVar(&o.Live, "live", false, "generate requests while sending, as /bench/loadgen does, instead of before the clock starts")
 	paced := fs.Duration("paced", 5*time.Second, "length of the latency phase; 0 skips it")
 	fs.Float64Var(&o.PacedFraction, "paced-fraction", 0.5, "rate of the latency phase, as a fraction of the measured ingest rate")
+	fs.Float64Var(&o.PacedRate, "paced-rate", 0, "rate of the latency phase in LOG/s, instead of --paced-fraction (to compare builds at the same load)")
 	long := fs.Int("long-points", 1_000_000, "samples of the series QUERY MAX 60 is timed over; 0 skips the query phase")
 	fs.StringVar(&o.LongPrefix, "long-prefix", "long", "name prefix of the long series")
 	fs.IntVar(&o.Queries, "queries", 20, "timed repetitions of each QUERY")

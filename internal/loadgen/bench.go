@@ -40,6 +40,10 @@ type BenchOptions struct {
 	// PacedFraction is the rate of the latency phase, as a fraction of the
 	// ingest phase's rate. Default 0.5.
 	PacedFraction float64
+	// PacedRate, if positive, is the rate of the latency phase in LOG/s,
+	// instead of PacedFraction of the ingest rate: the way to compare two
+	// builds at the same load.
+	PacedRate float64
 	// LongPoints is the length of the series of the query phase. Default
 	// 1,000,000; negative skips the phase.
 	LongPoints int
@@ -314,7 +318,11 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 
 	// Latency at a fraction of the maximum rate.
 	if o.PacedDuration > 0 {
-		pr, err := benchPaced(ctx, o, series, res.Ingest.SamplesPerSec*o.PacedFraction)
+		rate := res.Ingest.SamplesPerSec * o.PacedFraction
+		if o.PacedRate > 0 {
+			rate = o.PacedRate
+		}
+		pr, err := benchPaced(ctx, o, series, rate)
 		res.Paced = pr
 		if err != nil {
 			return res, fmt.Errorf("latency: %w", err)
