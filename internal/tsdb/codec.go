@@ -93,19 +93,14 @@ func blockExponent(vs []float64) int {
 }
 
 func (e *blockEncoder) appendValues(dst []byte, vs []float64) []byte {
-	if exp := blockExponent(vs); exp >= 0 {
-		m0, _ := decimalAt(vs[0], exp)
+	if ms, exp := e.decimals(vs); exp >= 0 {
 		dst = append(dst, kindDecimal, byte(exp))
-		dst = binary.AppendVarint(dst, m0)
-		ints := e.ints[:0]
-		prev := m0
-		for _, v := range vs[1:] {
-			m, _ := decimalAt(v, exp)
-			ints = append(ints, m-prev)
-			prev = m
+		dst = binary.AppendVarint(dst, ms[0])
+		// The deltas, in place: ms[i] becomes ms[i+1] - ms[i].
+		for i := range len(ms) - 1 {
+			ms[i] = ms[i+1] - ms[i]
 		}
-		e.ints = ints
-		return appendIntColumn(dst, ints)
+		return appendIntColumn(dst, ms[:len(ms)-1])
 	}
 	dst = append(dst, kindXOR)
 	var prev uint64
@@ -115,6 +110,59 @@ func (e *blockEncoder) appendValues(dst []byte, vs []float64) []byte {
 		prev = b
 	}
 	return dst
+}
+
+// decimals returns the mantissas of vs (len(vs) >= 1) at their block
+// exponent, the one blockExponent finds, in e.ints, and the exponent; or
+// -1. It finds them in one pass: when a value needs a larger exponent, the
+// mantissas before it are scaled by the power of ten in between, which
+// gives what decimalAt would at the larger exponent while they stay below
+// 2^52; beyond that it starts over with blockExponent.
+func (e *blockEncoder) decimals(vs []float64) ([]int64, int) {
+	ms := e.ints[:0]
+	exp := 0
+	for _, v := range vs {
+		m, ok := decimalAt(v, exp)
+		if !ok {
+			ne := exp + 1
+			for ; ne <= maxDecimalE; ne++ {
+				if m, ok = decimalAt(v, ne); ok {
+					break
+				}
+			}
+			if !ok {
+				e.ints = ms
+				return nil, -1
+			}
+			scale := int64(pow10[ne-exp])
+			limit := int64(1<<52) / scale
+			for j, mj := range ms {
+				if mj >= limit || mj <= -limit {
+					e.ints = ms
+					return e.decimalsAt(vs, blockExponent(vs))
+				}
+				ms[j] = mj * scale
+			}
+			exp = ne
+		}
+		ms = append(ms, m)
+	}
+	e.ints = ms
+	return ms, exp
+}
+
+// decimalsAt returns the mantissas of vs at exponent exp, or -1 if exp is.
+func (e *blockEncoder) decimalsAt(vs []float64, exp int) ([]int64, int) {
+	if exp < 0 {
+		return nil, -1
+	}
+	ms := e.ints[:0]
+	for _, v := range vs {
+		m, _ := decimalAt(v, exp)
+		ms = append(ms, m)
+	}
+	e.ints = ms
+	return ms, exp
 }
 
 func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }

@@ -130,3 +130,76 @@ func TestPackBitsAllWidths(t *testing.T) {
 		}
 	}
 }
+
+// checkDecimals checks blockEncoder.decimals against the plain way (the
+// block exponent, then each value's mantissa at it): it finds an exponent
+// whenever that does, never a larger one, and every mantissa gives its
+// value back exactly. It may do better: decimalAt's rounding of v*10^e
+// misses some mantissas near 2^52 that scaling a smaller exponent's finds.
+func checkDecimals(t *testing.T, vs []float64) {
+	t.Helper()
+	var e blockEncoder
+	ms, exp := e.decimals(vs)
+	ref := blockExponent(vs)
+	if ref >= 0 && (exp < 0 || exp > ref) {
+		t.Fatalf("decimals(%v): exponent %d, blockExponent %d", vs, exp, ref)
+	}
+	if exp < 0 {
+		return
+	}
+	if len(ms) != len(vs) {
+		t.Fatalf("decimals(%v): %d mantissas", vs, len(ms))
+	}
+	for i, v := range vs {
+		if got := float64(ms[i]) / pow10[exp]; math.Float64bits(got) != math.Float64bits(v) {
+			t.Fatalf("decimals(%v): mantissa %d at exponent %d gives %v, want %v", vs, ms[i], exp, got, v)
+		}
+	}
+}
+
+func TestDecimals(t *testing.T) {
+	cases := [][]float64{
+		{1},
+		{0.5, 1, 2.25},
+		{1, 2, 3, 0.001},
+		{123456789012, 0.1},     // scaled past 2^52: starts over
+		{4503599627370495, 1.5}, // 2^52 - 1, then a decimal
+		{-4503599627370495, 1.5},
+		{1e15, 0.5},
+		{0.1, 0.2, 0.3, 1e-18},
+		{1, math.NaN()},
+		{1, math.Inf(1)},
+		{math.Copysign(0, -1), 1},
+		{9.2e18, 1},
+		{1.7976931348623157e308},
+		{5e-324},
+		{0.30000000000000004, 0.1},
+	}
+	for _, vs := range cases {
+		checkDecimals(t, vs)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		vs := make([]float64, 1+r.IntN(40))
+		for i := range vs {
+			e := r.IntN(8)
+			vs[i] = float64(r.Int64N(2_000_000_000)-1_000_000_000) / pow10[e]
+			if r.IntN(50) == 0 {
+				vs[i] = r.NormFloat64() * math.Pow(10, float64(r.IntN(30)-10))
+			}
+		}
+		checkDecimals(t, vs)
+	}
+}
+
+// FuzzDecimals checks the one-pass mantissas (checkDecimals).
+func FuzzDecimals(f *testing.F) {
+	f.Add(1.0, 0.25, 3.0)
+	f.Add(123456789012.0, 0.1, 5.0)
+	f.Add(0.1, 0.2, 1e-18)
+	f.Add(33.2, -65.04533333333333, -219.33333333333331)
+	f.Fuzz(func(t *testing.T, a, b, c float64) {
+		checkDecimals(t, []float64{a, b, c})
+		checkDecimals(t, []float64{c, b, a, a})
+	})
+}
