@@ -612,6 +612,17 @@ func TestHTTP(t *testing.T) {
 			t.Errorf("%s %v after 3 LOGs, a QUERY and a FOO on one connection, want %v", name, v, want)
 		}
 	}
+	if code, body := httpPost(t, base+"/api/v1/admin/flush"); code != 200 {
+		t.Fatalf("flush: %d %q", code, body)
+	}
+	_, body = httpGet(t, base+"/metrics")
+	if v := metricValue(t, body, "vigia_tsdb_flushes_total"); v != 1 {
+		t.Errorf("vigia_tsdb_flushes_total %v after one flush", v)
+	}
+	if v := metricValue(t, body, "vigia_tsdb_flush_seconds_total"); v <= 0 {
+		t.Errorf("vigia_tsdb_flush_seconds_total %v after a flush", v)
+	}
+	metricValue(t, body, "vigia_tsdb_merge_seconds_total")
 
 	code, body = httpGet(t, base+"/api/v1/export?name=h.cpu")
 	iso := func(sec int) string { return time.Unix(int64(baseSec+sec), 0).UTC().Format("2006-01-02T15:04:05.000Z") }

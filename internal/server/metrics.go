@@ -51,6 +51,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	m("vigia_tsdb_flushes_total", "Flushes of the head into parts.", counter, float64(ts.Flushes))
 	m("vigia_tsdb_flushed_samples_total", "Samples written into parts by flushes.", counter, float64(ts.FlushedSamples))
 	m("vigia_tsdb_merges_total", "Background part merges.", counter, float64(ts.Merges))
+	m("vigia_tsdb_flush_seconds_total", "Time spent flushing the head into parts, the flush running now included.", counter, ts.FlushTime.Seconds())
+	m("vigia_tsdb_merge_seconds_total", "Time spent merging parts, the merge running now included.", counter, ts.MergeTime.Seconds())
 	m("vigia_tsdb_replayed_samples", "Samples replayed from the WAL at start.", gauge, float64(ts.ReplayedSamples))
 	m("vigia_tsdb_torn_wal_tails", "Torn WAL tails truncated at start.", gauge, float64(ts.TornTails))
 

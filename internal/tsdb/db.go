@@ -118,12 +118,48 @@ type Stats struct {
 	ReplayedSamples int64
 	TornTails       int64 // torn WAL tails truncated by Open
 	SkippedSamples  int64 // samples of unknown series skipped on replay
+
+	// Time spent flushing the head and merging parts since Open, the one
+	// running now included: a flush or merge was running during any
+	// interval in which one of them grew.
+	FlushTime, MergeTime time.Duration
 }
 
 type dbStats struct {
 	appended, commits, flushes, flushed, merges, dropped atomic.Int64
 	replayedRecords, replayedSamples, torn, skipped      atomic.Int64
 	walBytes, seriesBytes                                atomic.Int64
+	flushTime, mergeTime                                 busyTime
+}
+
+// busyTime adds up the time spent in one kind of job, the running one
+// included. Jobs of a kind never overlap.
+type busyTime struct {
+	mu    sync.Mutex
+	done  time.Duration // jobs finished
+	since time.Time     // the running job's start; zero when none runs
+}
+
+// start marks a job started; the returned func marks it ended.
+func (b *busyTime) start() (end func()) {
+	b.mu.Lock()
+	b.since = time.Now()
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		b.done += time.Since(b.since)
+		b.since = time.Time{}
+		b.mu.Unlock()
+	}
+}
+
+func (b *busyTime) total() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.since.IsZero() {
+		return b.done
+	}
+	return b.done + time.Since(b.since)
 }
 
 // commitBatch is what the committer writes in one write + fdatasync.
@@ -310,6 +346,8 @@ func (db *DB) Stats() Stats {
 		ReplayedSamples: db.stats.replayedSamples.Load(),
 		TornTails:       db.stats.torn.Load(),
 		SkippedSamples:  db.stats.skipped.Load(),
+		FlushTime:       db.stats.flushTime.total(),
+		MergeTime:       db.stats.mergeTime.total(),
 	}
 	s.DiskBytes = s.PartBytes + s.ArchiveBytes + s.WALBytes + db.stats.seriesBytes.Load()
 	return s

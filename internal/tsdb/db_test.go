@@ -258,6 +258,8 @@ func TestConcurrentScanFlushMerge(t *testing.T) {
 	bg.Wait()
 	if st := db.Stats(); st.Flushes == 0 || st.Merges == 0 {
 		t.Errorf("no flush or merge ran: %+v", st)
+	} else if st.FlushTime <= 0 || st.MergeTime <= 0 {
+		t.Errorf("flushes and merges ran, but took no time: %+v", st)
 	}
 }
 

@@ -101,6 +101,7 @@ func (db *DB) flush() error { return db.flushWith(nil) }
 func (db *DB) flushWith(pace *pacer) error {
 	db.flushMu.Lock()
 	defer db.flushMu.Unlock()
+	defer db.stats.flushTime.start()()
 	start := time.Now()
 
 	// Freeze the head and cut the WAL, between two group commits. The

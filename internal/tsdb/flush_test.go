@@ -406,3 +406,35 @@ func TestFlushNotHeldUpByMerges(t *testing.T) {
 		}
 	}
 }
+
+// Stats counts the time of a flush while it runs, and keeps it after.
+func TestFlushTime(t *testing.T) {
+	db := openTest(t, t.TempDir(), nil)
+	ref, err := db.GetOrCreate([]byte("a"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Append([]Sample{{ref, 1000, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if d := db.Stats().FlushTime; d != 0 {
+		t.Fatalf("flush time %v before any flush", d)
+	}
+	var during time.Duration
+	testHookBeforeManifest = func() error {
+		first := db.Stats().FlushTime
+		time.Sleep(20 * time.Millisecond)
+		during = db.Stats().FlushTime
+		if during-first < 20*time.Millisecond {
+			t.Errorf("flush time grew by %v in 20ms of a running flush", during-first)
+		}
+		return nil
+	}
+	defer func() { testHookBeforeManifest = nil }()
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if after := db.Stats().FlushTime; after < during {
+		t.Errorf("flush time %v after the flush, %v during it", after, during)
+	}
+}

@@ -95,7 +95,9 @@ func (db *DB) mergeOnce() (bool, error) {
 	// The inputs stay in the part set meanwhile: only merges and retention
 	// remove parts, and they hold mergeMu. Flushes may add parts.
 	start := time.Now()
+	end := db.stats.mergeTime.start()
 	merged, err := db.mergeParts(best, newPacer(mergeDuty, db.bgQuit))
+	end()
 	if err != nil {
 		return false, err
 	}
