@@ -181,6 +181,19 @@ type PacedResult struct {
 	SamplesPerCommit  float64 `json:"samples_per_commit,omitempty"`
 	CPU               *CPUUse `json:"cpu,omitempty"`
 	ServerNsPerSample float64 `json:"server_cpu_ns_per_sample,omitempty"`
+
+	// The whole seconds after the first, apart: those in which the
+	// server flushed or merged, and the others.
+	Busy  *PacedSplit `json:"busy,omitempty"`
+	Quiet *PacedSplit `json:"quiet,omitempty"`
+}
+
+// PacedSplit is the latency of the requests answered in some of the
+// seconds of the latency phase.
+type PacedSplit struct {
+	Seconds int     `json:"seconds"`
+	P50Ms   float64 `json:"p50_ms"`
+	P99Ms   float64 `json:"p99_ms"`
 }
 
 // QueryResult is the query phase: QUERY <series> MAX 60 over one long
@@ -405,7 +418,16 @@ func benchPaced(ctx context.Context, o BenchOptions, series [][]*Series, rate fl
 		}
 	}
 	cpu0 := readCPU(o.PID)
-	r, err := pacedRun(ctx, o.Addr, srcs, perConn, o.PacedDuration, warmup, o.Stall, p)
+	var background func() (float64, float64, bool)
+	if o.HTTPAddr != "" && before.hasBackground {
+		background = func() (float64, float64, bool) {
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			m, err := scrapeMetrics(sctx, o.HTTPAddr)
+			return m.flushing, m.merging, err == nil && m.hasBackground
+		}
+	}
+	r, err := pacedRun(ctx, o.Addr, srcs, perConn, o.PacedDuration, warmup, o.Stall, p, background)
 	cpu := cpuUse(cpu0, readCPU(o.PID))
 	pr := &PacedResult{
 		TargetPerSec: rate,
@@ -416,6 +438,10 @@ func benchPaced(ctx context.Context, o BenchOptions, series [][]*Series, rate fl
 		P99Ms:        ms(r.hist.Quantile(0.99)),
 		P999Ms:       ms(r.hist.Quantile(0.999)),
 		MaxMs:        ms(r.hist.Max),
+	}
+	if r.busySecs+r.quietSecs > 0 {
+		pr.Busy = &PacedSplit{Seconds: r.busySecs, P50Ms: ms(r.busy.Quantile(0.5)), P99Ms: ms(r.busy.Quantile(0.99))}
+		pr.Quiet = &PacedSplit{Seconds: r.quietSecs, P50Ms: ms(r.quiet.Quantile(0.5)), P99Ms: ms(r.quiet.Quantile(0.99))}
 	}
 	if r.elapsed > 0 {
 		pr.SentPerSec = float64(r.sent) / r.elapsed.Seconds()

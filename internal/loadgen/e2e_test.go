@@ -250,3 +250,38 @@ func TestLoadSurvivesRestart(t *testing.T) {
 		t.Errorf("QUERY lt.c1.m2 COUNT: %q", got)
 	}
 }
+
+// The latency phase tells the seconds in which the server flushed or
+// merged from the others, by how its time spent doing so grew.
+func TestPacedRunSplitsBusySeconds(t *testing.T) {
+	srv := startTestServer(t, ServerOptions{})
+	var buf []byte
+	var ends []int
+	buf = AppendLOGs(buf, &ends, []*Series{NewSeries("split", DefaultSeed, 0)}, time.Now().Unix()-10000, 0, 5000)
+	calls := 0
+	background := func() (float64, float64, bool) {
+		// Flushing in the second second, merging in the third,
+		// nothing in the fourth.
+		calls++
+		switch calls {
+		case 1, 2:
+			return 0, 0, true
+		case 3:
+			return 0.2, 0, true
+		default:
+			return 0.2, 0.5, true
+		}
+	}
+	var progress bytes.Buffer
+	res, err := pacedRun(context.Background(), srv.NativeAddr, []pacedSource{{buf: buf, ends: ends}}, 500, 4200*time.Millisecond,
+		100*time.Millisecond, 30*time.Second, &progress, background)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	if res.busySecs != 2 || res.quietSecs < 1 || res.busy.N == 0 || res.quiet.N == 0 {
+		t.Errorf("%d busy seconds (%d requests), %d quiet (%d), want 2 and at least 1\n%s", res.busySecs, res.busy.N, res.quietSecs, res.quiet.N, progress.String())
+	}
+	if !strings.Contains(progress.String(), "the server flushing 0.20 s, merging 0.00 s") {
+		t.Errorf("progress does not say the server flushed:\n%s", progress.String())
+	}
+}

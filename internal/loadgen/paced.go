@@ -23,6 +23,12 @@ type pacedResult struct {
 	sent, acked int64
 	elapsed     time.Duration // from the first write to the last reply
 	hist        HistSnapshot  // round trips of the requests sent after the warm-up
+
+	// The round trips answered in each whole second after the first,
+	// apart: the seconds in which the server flushed or merged, and the
+	// others. Empty when the server does not say.
+	busy, quiet         HistSnapshot
+	busySecs, quietSecs int
 }
 
 // pacedTick is the period of the paced bursts.
@@ -41,7 +47,9 @@ type pacedConn struct {
 // source runs out), and measures each request's round trip from the write
 // of its burst to the read of its reply. Requests sent in the first warmup
 // are answered but not measured. Any reply other than 201 fails it.
-func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64, d, warmup, stall time.Duration, progress io.Writer) (pacedResult, error) {
+// background, if not nil, returns the server's time spent flushing and
+// merging so far; each second is then counted as busy or quiet.
+func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64, d, warmup, stall time.Duration, progress io.Writer, background func() (flushing, merging float64, ok bool)) (pacedResult, error) {
 	var res pacedResult
 	conns, err := dialAll(ctx, addr, len(srcs))
 	if err != nil {
@@ -104,10 +112,14 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var prev, cur, one HistSnapshot
-	for waiting := true; waiting; {
+	var flPrev, mgPrev float64
+	bgOK := false
+	if background != nil {
+		flPrev, mgPrev, bgOK = background()
+	}
+	for second := 1; ; second++ {
 		select {
 		case <-done:
-			waiting = false
 		case <-tick.C:
 			cur = HistSnapshot{}
 			for _, pc := range pcs {
@@ -118,9 +130,29 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 			iv.Sub(&prev)
 			prev = cur
 			now := time.Now()
-			fmt.Fprintf(progress, "  latency: %s %5.1fs %d acknowledged in the last second: p50 %.3f ms, p99 %.3f ms, max so far %.3f ms\n",
-				now.UTC().Format("15:04:05.000"), now.Sub(start).Seconds(), iv.N, ms(iv.Quantile(0.5)), ms(iv.Quantile(0.99)), ms(cur.Max))
+			note := ""
+			if bgOK {
+				fl, mg, ok := background()
+				switch {
+				case !ok:
+					bgOK = false
+				case fl > flPrev || mg > mgPrev:
+					note = fmt.Sprintf(", the server flushing %.2f s, merging %.2f s", fl-flPrev, mg-mgPrev)
+					if second > 1 {
+						res.busy.Add(&iv)
+						res.busySecs++
+					}
+				case second > 1:
+					res.quiet.Add(&iv)
+					res.quietSecs++
+				}
+				flPrev, mgPrev = fl, mg
+			}
+			fmt.Fprintf(progress, "  latency: %s %5.1fs %d acknowledged in the last second: p50 %.3f ms, p99 %.3f ms, max so far %.3f ms%s\n",
+				now.UTC().Format("15:04:05.000"), now.Sub(start).Seconds(), iv.N, ms(iv.Quantile(0.5)), ms(iv.Quantile(0.99)), ms(cur.Max), note)
+			continue
 		}
+		break
 	}
 	res.sent = sent
 	var last int64

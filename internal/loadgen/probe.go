@@ -18,6 +18,10 @@ import (
 // serverMetrics are the figures Bench reads from the server's /metrics.
 type serverMetrics struct {
 	diskBytes, walBytes, appended, commits, busy, parts float64
+	// The time the server has spent flushing and merging; hasBackground
+	// is false for servers older than these metrics.
+	flushing, merging float64
+	hasBackground     bool
 }
 
 // scrapeMetrics reads the server's /metrics.
@@ -43,12 +47,25 @@ func scrapeMetrics(ctx context.Context, httpAddr string) (serverMetrics, error) 
 		"vigia_native_busy_total":           &m.busy,
 		"vigia_tsdb_parts":                  &m.parts,
 	}
+	optional := map[string]*float64{
+		"vigia_tsdb_flush_seconds_total": &m.flushing,
+		"vigia_tsdb_merge_seconds_total": &m.merging,
+	}
 	found := 0
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		name, val, ok := strings.Cut(sc.Text(), " ")
 		if !ok {
+			continue
+		}
+		if p := optional[name]; p != nil {
+			v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+			if err != nil {
+				return m, fmt.Errorf("read metrics: %s: %w", name, err)
+			}
+			*p = v
+			m.hasBackground = true
 			continue
 		}
 		if p := want[name]; p != nil {

@@ -36,6 +36,9 @@ func (r *BenchResult) WriteReport(w io.Writer) error {
 		pr.f("LOG latency: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms at %s LOG/s (target %s, %.2f of the ingest rate) for %.1f s\n",
 			p.P50Ms, p.P99Ms, p.P999Ms, p.MaxMs, grouped(p.SentPerSec), grouped(p.TargetPerSec),
 			p.TargetPerSec/max(in.SamplesPerSec, 1), p.Seconds)
+		if b, q := p.Busy, p.Quiet; b != nil && q != nil {
+			pr.f("             seconds in which the server flushed or merged: %s; the others: %s\n", b, q)
+		}
 		if p.Commits > 0 {
 			pr.f("             %d group commits, %.0f samples per commit\n", p.Commits, p.SamplesPerCommit)
 		}
@@ -102,4 +105,12 @@ func grouped(v float64) string {
 		out = append(out, s[i])
 	}
 	return string(out)
+}
+
+// String says how many seconds s covers and their latency.
+func (s *PacedSplit) String() string {
+	if s.Seconds == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d, p50 %.3f ms, p99 %.3f ms", s.Seconds, s.P50Ms, s.P99Ms)
 }
