@@ -382,11 +382,13 @@ func (db *DB) archiveDays(drop []*part, cutoff [numKinds]int64) ([]*part, error)
 	return out, nil
 }
 
-// mergeSeries calls fn for every series of the raw parts in (one
-// partition, in sequence order), in ref order, with all its samples merged
-// by time (equal times in part order).
-func mergeSeries(in []*part, st *scanState, fn func(ref SeriesRef, ts []int64, vs []float64) error) error {
+// eachSeries calls fn for every series of the parts in (one partition, in
+// sequence order), in ref order, with its blocks in each part: blocks[k]
+// is empty where in[k] does not hold the series. The slices are valid only
+// during the call.
+func eachSeries(in []*part, fn func(ref SeriesRef, blocks [][]blockMeta) error) error {
 	cursors := make([]int, len(in))
+	blocks := make([][]blockMeta, len(in))
 	for {
 		var ref SeriesRef
 		for k, p := range in {
@@ -397,29 +399,52 @@ func mergeSeries(in []*part, st *scanState, fn func(ref SeriesRef, ts []int64, v
 		if ref == 0 {
 			return nil
 		}
-		st.mts, st.mvs, st.bnd = st.mts[:0], st.mvs[:0], append(st.bnd[:0], 0)
 		for k, p := range in {
-			c := cursors[k]
-			if c >= len(p.refs) || p.refs[c] != ref {
-				continue
+			blocks[k] = nil
+			if c := cursors[k]; c < len(p.refs) && p.refs[c] == ref {
+				blocks[k] = p.blocks[p.first[c]:p.first[c+1]]
+				cursors[k]++
 			}
-			cursors[k]++
-			bs := p.blocks[p.first[c]:p.first[c+1]]
-			for b := range bs {
-				ts, vs, err := p.readBlock(&bs[b], &st.dec)
-				if err != nil {
-					return err
-				}
-				st.mts = append(st.mts, ts...)
-				st.mvs = append(st.mvs, vs...)
-			}
-			st.bnd = append(st.bnd, len(st.mts))
 		}
-		ts, vs := st.mergeRuns()
-		if err := fn(ref, ts, vs); err != nil {
+		if err := fn(ref, blocks); err != nil {
 			return err
 		}
 	}
+}
+
+// mergeSeries calls fn for every series of the raw parts in (one
+// partition, in sequence order), in ref order, with all its samples merged
+// by time (equal times in part order).
+func mergeSeries(in []*part, st *scanState, fn func(ref SeriesRef, ts []int64, vs []float64) error) error {
+	return eachSeries(in, func(ref SeriesRef, blocks [][]blockMeta) error {
+		ts, vs, err := st.readMerged(in, blocks)
+		if err != nil {
+			return err
+		}
+		return fn(ref, ts, vs)
+	})
+}
+
+// readMerged decodes one series' blocks in the parts in and returns its
+// samples merged by time (equal times in part order).
+func (st *scanState) readMerged(in []*part, blocks [][]blockMeta) ([]int64, []float64, error) {
+	st.mts, st.mvs, st.bnd = st.mts[:0], st.mvs[:0], append(st.bnd[:0], 0)
+	for k, bs := range blocks {
+		if len(bs) == 0 {
+			continue
+		}
+		for b := range bs {
+			ts, vs, err := in[k].readBlock(&bs[b], &st.dec)
+			if err != nil {
+				return nil, nil, err
+			}
+			st.mts = append(st.mts, ts...)
+			st.mvs = append(st.mvs, vs...)
+		}
+		st.bnd = append(st.bnd, len(st.mts))
+	}
+	ts, vs := st.mergeRuns()
+	return ts, vs, nil
 }
 
 // mergeArchiveSeries is mergeSeries for archive parts: the points of each

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -436,5 +437,124 @@ func TestFlushTime(t *testing.T) {
 	}
 	if after := db.Stats().FlushTime; after < during {
 		t.Errorf("flush time %v after the flush, %v during it", after, during)
+	}
+}
+
+// A merge copies the blocks of a series written in time order, in blocks
+// of minCopySamples or more, unchanged; it encodes again the samples of a
+// series whose parts overlap in time, and those of a sparse series, into
+// one block. Either way the data is the same, in the same order, and after
+// a restart.
+func TestMergeCopiesBlocks(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir, nil)
+	day := time.Now().UTC().Truncate(24 * time.Hour).UnixMilli()
+	inOrder, _ := db.GetOrCreate([]byte("in.order"), nil)
+	overlapping, _ := db.GetOrCreate([]byte("overlapping"), nil)
+	sparse, _ := db.GetOrCreate([]byte("sparse"), nil)
+	const flushes, per = 5, minCopySamples + 44
+	for f := range flushes {
+		var ss []Sample
+		for i := range per {
+			// Each flush starts at the previous one's last time: equal
+			// times must stay in flush order.
+			at := day + int64(f*(per-1)+i)*1000
+			ss = append(ss, Sample{inOrder, at, float64(f*1000+i) / 4})
+			// Each flush goes back in time, over the previous one's.
+			ss = append(ss, Sample{overlapping, day + int64((flushes-f)*100+i)*1000, float64(f*1000 + i)})
+		}
+		ss = append(ss, Sample{sparse, day + int64(f)*1000, float64(f)})
+		if err := db.Append(ss); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refs := []SeriesRef{inOrder, overlapping, sparse}
+	data := func(db *DB) string {
+		var b strings.Builder
+		for _, ref := range refs {
+			ts, vs := collect(t, db, ref, day, day+dayMillis)
+			fmt.Fprintln(&b, ref, ts, vs)
+		}
+		return b.String()
+	}
+	before := data(db)
+	for {
+		merged, err := db.mergeOnce()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !merged {
+			break
+		}
+	}
+	if got := data(db); got != before {
+		t.Fatalf("merge changed the data:\n%s\nwant\n%s", got, before)
+	}
+	db.viewMu.RLock()
+	parts := db.parts.parts
+	db.viewMu.RUnlock()
+	if len(parts) != 1 {
+		t.Fatalf("%d parts after merging, want 1", len(parts))
+	}
+	for _, c := range []struct {
+		ref    SeriesRef
+		blocks int
+	}{{inOrder, flushes}, {overlapping, 1}, {sparse, 1}} {
+		if n := len(parts[0].seriesBlocks(c.ref)); n != c.blocks {
+			t.Errorf("series %d: %d blocks after merging, want %d", c.ref, n, c.blocks)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openTest(t, dir, nil)
+	defer db.Close()
+	if got := data(db); got != before {
+		t.Fatalf("after a restart:\n%s\nwant\n%s", got, before)
+	}
+}
+
+// A merge that copies blocks checks each: a damaged one fails the merge
+// with ErrCorrupt, and the parts stay as they were.
+func TestMergeCopyChecksBlocks(t *testing.T) {
+	db := openTest(t, t.TempDir(), nil)
+	defer db.Close()
+	day := time.Now().UTC().Truncate(24 * time.Hour).UnixMilli()
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	for f := range mergeMinParts {
+		ss := make([]Sample, minCopySamples)
+		for i := range ss {
+			ss[i] = Sample{ref, day + int64(f*minCopySamples+i)*1000, float64(i)}
+		}
+		if err := db.Append(ss); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.viewMu.RLock()
+	parts := db.parts.parts
+	db.viewMu.RUnlock()
+	bm := parts[1].seriesBlocks(ref)[0]
+	f, err := os.OpenFile(parts[1].path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xff, 0xee}, int64(bm.off)+int64(bm.length)/2); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := db.mergeOnce(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("merge over a damaged block: %v, want ErrCorrupt", err)
+	}
+	db.viewMu.RLock()
+	after := len(db.parts.parts)
+	db.viewMu.RUnlock()
+	if after != len(parts) {
+		t.Errorf("%d parts after the failed merge, want %d", after, len(parts))
 	}
 }

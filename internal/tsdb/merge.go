@@ -141,11 +141,37 @@ func (db *DB) mergeParts(in []*part, pace *pacer) (*part, error) {
 		return nil, err
 	}
 	if k.kind == kindRaw {
-		err = mergeSeries(in, new(scanState), func(ref SeriesRef, ts []int64, vs []float64) error {
+		st := new(scanState)
+		readers := make([]blockReader, len(in))
+		for k, p := range in {
+			readers[k].p = p
+		}
+		err = eachSeries(in, func(ref SeriesRef, blocks [][]blockMeta) error {
 			if db.stopping() {
 				return errStopped
 			}
 			pace.step()
+			if n, ok := copyable(blocks); ok {
+				if err := w.beginSeries(ref, n); err != nil {
+					return err
+				}
+				for k, bs := range blocks {
+					for b := range bs {
+						blk, err := readers[k].block(&bs[b])
+						if err == nil {
+							err = w.copyBlock(blk, &bs[b])
+						}
+						if err != nil {
+							return fmt.Errorf("part %s: %w", in[k].path, err)
+						}
+					}
+				}
+				return nil
+			}
+			ts, vs, err := st.readMerged(in, blocks)
+			if err != nil {
+				return err
+			}
 			return w.addSeries(ref, ts, vs)
 		})
 	} else {
@@ -174,6 +200,35 @@ func (db *DB) mergeParts(in []*part, pace *pacer) (*part, error) {
 		return nil, err
 	}
 	return parts[0], nil
+}
+
+// minCopySamples is the fewest samples a block may hold for a merge to
+// copy it rather than encode its samples again.
+const minCopySamples = 256
+
+// copyable reports whether a merge may copy a series' blocks (blocks[k]:
+// those in the k-th part merged) unchanged, and how many there are: when
+// they follow one another in time, as the parts of a series written in
+// time order do, and none is small. Copying costs a read and a write of
+// the encoded bytes; decoding and encoding again cost about 30 ns per
+// sample, which made merges, at a quarter of a core, run most of the time
+// under a sustained load of two million samples a second. Small blocks are
+// encoded again, into blocks of up to maxBlockSamples, so that a sparse
+// series does not keep one small block per flush.
+func copyable(blocks [][]blockMeta) (int, bool) {
+	n := 0
+	var prev *blockMeta
+	for _, bs := range blocks {
+		for b := range bs {
+			bm := &bs[b]
+			if bm.count < minCopySamples || prev != nil && bm.minT < prev.maxT {
+				return 0, false
+			}
+			prev = bm
+			n++
+		}
+	}
+	return n, n > 0
 }
 
 // applyRetention drops the raw day partitions that ended before now minus

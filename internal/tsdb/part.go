@@ -247,30 +247,85 @@ func (w *partWriter) addBlocks(ref SeriesRef, ts []int64, encode func(dst []byte
 	if len(ts) == 0 {
 		return nil
 	}
-	if ref <= w.lastRef {
-		return fmt.Errorf("part writer: series %d after %d", ref, w.lastRef)
+	if err := w.beginSeries(ref, (len(ts)+maxBlockSamples-1)/maxBlockSamples); err != nil {
+		return err
 	}
-	nblocks := (len(ts) + maxBlockSamples - 1) / maxBlockSamples
-	w.idx = binary.AppendUvarint(w.idx, uint64(ref-w.lastRef))
-	w.idx = binary.AppendUvarint(w.idx, uint64(nblocks))
-	w.lastRef = ref
-	w.nseries++
 	for i := 0; i < len(ts); i += maxBlockSamples {
 		j := min(i+maxBlockSamples, len(ts))
 		w.raw = encode(w.raw[:0], i, j)
 		w.blk = appendStoredBlock(w.blk[:0], w.raw, &w.zbuf)
-		if _, err := w.bw.Write(w.blk); err != nil {
-			return fmt.Errorf("write part: %w", err)
+		if err := w.writeBlock(w.blk, j-i, ts[i], ts[j-1]); err != nil {
+			return err
 		}
-		w.off += uint64(len(w.blk))
-		w.idx = binary.AppendUvarint(w.idx, uint64(len(w.blk)))
-		w.idx = binary.AppendUvarint(w.idx, uint64(j-i))
-		w.idx = binary.AppendVarint(w.idx, ts[i]-w.prevMinT)
-		w.idx = binary.AppendUvarint(w.idx, uint64(ts[j-1]-ts[i]))
-		w.prevMinT = ts[i]
 	}
-	w.samples += int64(len(ts))
 	return nil
+}
+
+// beginSeries starts the index entry of a series of nblocks blocks, which
+// writeBlock then writes; ref must be above the last.
+func (w *partWriter) beginSeries(ref SeriesRef, nblocks int) error {
+	if ref <= w.lastRef {
+		return fmt.Errorf("part writer: series %d after %d", ref, w.lastRef)
+	}
+	w.idx = binary.AppendUvarint(w.idx, uint64(ref-w.lastRef))
+	w.idx = binary.AppendUvarint(w.idx, uint64(nblocks))
+	w.lastRef = ref
+	w.nseries++
+	return nil
+}
+
+// writeBlock writes one stored block (appendStoredBlock's form) of count
+// samples from minT to maxT, and its index entry.
+func (w *partWriter) writeBlock(blk []byte, count int, minT, maxT int64) error {
+	if _, err := w.bw.Write(blk); err != nil {
+		return fmt.Errorf("write part: %w", err)
+	}
+	w.off += uint64(len(blk))
+	w.idx = binary.AppendUvarint(w.idx, uint64(len(blk)))
+	w.idx = binary.AppendUvarint(w.idx, uint64(count))
+	w.idx = binary.AppendVarint(w.idx, minT-w.prevMinT)
+	w.idx = binary.AppendUvarint(w.idx, uint64(maxT-minT))
+	w.prevMinT = minT
+	w.samples += int64(count)
+	return nil
+}
+
+// copyBlock writes blk, a block of another part read by a blockReader,
+// unchanged, after checking its checksum.
+func (w *partWriter) copyBlock(blk []byte, bm *blockMeta) error {
+	if len(blk) < blockHeader || crc32.Checksum(blk[4:], castagnoli) != binary.LittleEndian.Uint32(blk) {
+		return fmt.Errorf("%w: block at %d: checksum mismatch", ErrCorrupt, bm.off)
+	}
+	return w.writeBlock(blk, int(bm.count), bm.minT, bm.maxT)
+}
+
+// blockReadAhead is how much of a part a blockReader reads at once.
+const blockReadAhead = 1 << 20
+
+// blockReader reads the stored blocks of one part in file order, the way
+// a merge goes through them, in reads of blockReadAhead bytes.
+type blockReader struct {
+	p   *part
+	buf []byte
+	off int64 // the file offset of buf[0]
+}
+
+// block returns the stored bytes of bm, valid until the next call.
+func (r *blockReader) block(bm *blockMeta) ([]byte, error) {
+	start, end := int64(bm.off), int64(bm.off)+int64(bm.length)
+	if start < r.off || end > r.off+int64(len(r.buf)) {
+		n := max(int64(bm.length), blockReadAhead)
+		n = min(n, r.p.size-start)
+		if n < int64(bm.length) {
+			return nil, fmt.Errorf("%w: block at %d past the end", ErrCorrupt, bm.off)
+		}
+		r.buf = growBytes(r.buf, int(n))
+		if _, err := r.p.f.ReadAt(r.buf, start); err != nil {
+			return nil, fmt.Errorf("read at %d: %w", start, err)
+		}
+		r.off = start
+	}
+	return r.buf[start-r.off : end-r.off], nil
 }
 
 // finish writes the index and footer, fsyncs and renames the file into
