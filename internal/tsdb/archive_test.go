@@ -148,15 +148,7 @@ func TestArchives(t *testing.T) {
 	}
 	check("after archiving a late sample")
 	before := db.Stats().ArchiveParts
-	for {
-		merged, err := db.mergeOnce()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !merged {
-			break
-		}
-	}
+	mergeAll(t, db)
 	if after := db.Stats().ArchiveParts; after >= before {
 		t.Fatalf("archive parts not merged: %d -> %d", before, after)
 	}

@@ -32,6 +32,20 @@ func openTest(t testing.TB, dir string, o *Options) *DB {
 	return db
 }
 
+// mergeAll merges parts until no merge is due.
+func mergeAll(t testing.TB, db *DB) {
+	t.Helper()
+	for {
+		merged, err := db.mergeOnce()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !merged {
+			return
+		}
+	}
+}
+
 // collect returns every sample of ref in [mint, maxt).
 func collect(t testing.TB, db *DB, ref SeriesRef, mint, maxt int64) ([]int64, []float64) {
 	t.Helper()

@@ -114,15 +114,7 @@ func TestMergeAndRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := fmt.Sprint(collect(t, db, ref, today, today+dayMillis))
-	for {
-		merged, err := db.mergeOnce()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !merged {
-			break
-		}
-	}
+	mergeAll(t, db)
 	if st := db.Stats(); st.Merges == 0 || st.Parts > mergeMinParts {
 		t.Fatalf("after merges: %+v", st)
 	}
@@ -481,15 +473,7 @@ func TestMergeCopiesBlocks(t *testing.T) {
 		return b.String()
 	}
 	before := data(db)
-	for {
-		merged, err := db.mergeOnce()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !merged {
-			break
-		}
-	}
+	mergeAll(t, db)
 	if got := data(db); got != before {
 		t.Fatalf("merge changed the data:\n%s\nwant\n%s", got, before)
 	}
