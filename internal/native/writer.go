@@ -10,12 +10,11 @@ import (
 )
 
 // writer is a connection's second goroutine. It takes units in request
-// order, commits their batches to the store, those queued together in one
-// commit (so a connection's samples are
-// stored in the order they were sent), and writes the replies, batching
-// them into one write whenever no unit is waiting. After SUBSCRIBE it also
-// writes the pushed ALERT lines between replies. It returns when the reader
-// closes the queue.
+// order, commits their batches to the store (so a connection's samples are
+// stored in the order they were sent; batches queued together go in one
+// commit), and writes the replies, batching them into one write whenever
+// no unit is waiting. After SUBSCRIBE it also writes the pushed ALERT
+// lines between replies. It returns when the reader closes the queue.
 func (c *conn) writer() {
 	defer close(c.werrDone)
 	var (
