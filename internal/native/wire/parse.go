@@ -78,6 +78,54 @@ type Request struct {
 // the protocol's reply line. Parse does not allocate.
 func Parse(line []byte, r *Request) error {
 	*r = Request{}
+	if parseLog(line, r) {
+		return nil
+	}
+	return parse(line, r)
+}
+
+// parseLog parses the LOG lines clients send, "LOG id value" and "LOG id
+// value time" with single spaces and an id of printable ASCII, in one pass
+// over the line, as parse would. It reports false, with r still zero, for
+// any other line, which parse then handles.
+func parseLog(line []byte, r *Request) bool {
+	if len(line) < 7 || string(line[:4]) != "LOG " {
+		return false
+	}
+	rest := line[4:]
+	i := 0
+	for i < len(rest) && rest[i] > ' ' && rest[i] < 0x7f {
+		i++
+	}
+	if i == 0 || i > MaxIDLen || i == len(rest) || rest[i] != ' ' {
+		return false
+	}
+	id, rest := rest[:i], rest[i+1:]
+	j := bytes.IndexByte(rest, ' ')
+	val, ts := rest, []byte(nil)
+	if j >= 0 {
+		val, ts = rest[:j], rest[j+1:]
+	}
+	v, ok := query.ParseFloat(val)
+	if !ok || bytes.IndexByte(val, '\t') >= 0 {
+		return false
+	}
+	var t int64
+	if j >= 0 {
+		if len(ts) == 0 || bytes.IndexByte(ts, ' ') >= 0 || bytes.IndexByte(ts, '\t') >= 0 {
+			return false
+		}
+		var err error
+		if t, err = query.ParseTime(ts); err != nil {
+			return false
+		}
+	}
+	r.Cmd, r.ID, r.Value, r.T, r.HasT = Log, id, v, t, j >= 0
+	return true
+}
+
+// parse is Parse for any line.
+func parse(line []byte, r *Request) error {
 	var tok [7][]byte
 	n := split(line, tok[:])
 	if n == 0 {

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -163,12 +164,18 @@ func FuzzParse(f *testing.F) {
 		"LOG foo 1", "LOG foo 1 2022-04-26T00:00:00", "LOG foo -2.5 1650931200.5", "QUERY foo AVG 60",
 		"QUERY foo COUNT 1 2022-04-26 2022-04-27T00:00:00+02:00", "NEW-ALERT foo MAX 60 90 >=", "DELETE-ALERT 3",
 		"METRICS a.", "HELP", "PING", "ALERTS", "SUBSCRIBE", "FOO", "", "LOG \xff 1", "LOG a 1e308",
+		"LOG a  1", "LOG a 1 ", "LOG a 1\t2", "LOG a\t1", "LOG a 1 2 3", "LOG a 1  2", "LOG é 1", "LOG a 0x10", "LOG a 1 1e3",
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
 		var r Request
 		err := Parse(line, &r)
+		// The LOG fast path parses as the general one does.
+		var g Request
+		if gerr := parse(line, &g); gerr != err || fmt.Sprintf("%+v", g) != fmt.Sprintf("%+v", r) {
+			t.Fatalf("Parse(%q) = %+v, %v; the general parser: %+v, %v", line, r, err, g, gerr)
+		}
 		if err != nil {
 			if len(ReplyFor(err)) == 0 {
 				t.Fatal("no reply for error")
