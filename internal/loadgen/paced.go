@@ -117,10 +117,13 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 	if background != nil {
 		flPrev, mgPrev, bgOK = background()
 	}
-	for second := 1; ; second++ {
+	second := 0
+	for waiting := true; waiting; {
 		select {
 		case <-done:
+			waiting = false
 		case <-tick.C:
+			second++
 			cur = HistSnapshot{}
 			for _, pc := range pcs {
 				pc.all.Snapshot(&one)
@@ -150,9 +153,7 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 			}
 			fmt.Fprintf(progress, "  latency: %s %5.1fs %d acknowledged in the last second: p50 %.3f ms, p99 %.3f ms, max so far %.3f ms%s\n",
 				now.UTC().Format("15:04:05.000"), now.Sub(start).Seconds(), iv.N, ms(iv.Quantile(0.5)), ms(iv.Quantile(0.99)), ms(cur.Max), note)
-			continue
 		}
-		break
 	}
 	res.sent = sent
 	var last int64
