@@ -114,6 +114,26 @@ func runModel(t *testing.T, seed uint64, steps int) {
 				keys[k] = ref
 				refs = append(refs, ref)
 			}
+		case op < 64:
+			// A run of one series after its last sample (or at it), as
+			// a scraper writes: flushed and merged, its blocks are
+			// copied rather than encoded again.
+			ref := refs[r.IntN(len(refs))]
+			t0 := base
+			for _, s := range model[ref] {
+				t0 = max(t0, s.t)
+			}
+			if r.IntN(3) > 0 {
+				t0 += 1000
+			}
+			ss := make([]Sample, minCopySamples+r.IntN(3*minCopySamples))
+			for i := range ss {
+				ss[i] = Sample{ref, t0 + int64(i)*1000, randV()}
+				model[ref] = append(model[ref], modelSample{ss[i].T, ss[i].V})
+			}
+			if err := db.Append(ss); err != nil {
+				t.Fatal(err)
+			}
 		case op < 70:
 			n := 1 + r.IntN(50)
 			if r.IntN(20) == 0 {
