@@ -22,14 +22,7 @@ func (db *DB) loadSeries() error {
 		if typ != recSeries {
 			return fmt.Errorf("%w: series index record type %d", ErrCorrupt, typ)
 		}
-		ref, name, labels, err := decodeSeriesRecord(body)
-		if err != nil {
-			return err
-		}
-		db.idx.mu.Lock()
-		db.idx.addLocked(ref, name, labels)
-		db.idx.mu.Unlock()
-		return nil
+		return db.idx.addRecord(body)
 	})
 	if err != nil && !errors.Is(err, errTorn) && !errors.Is(err, errChecksum) {
 		return fmt.Errorf("series index %s at offset %d: %w", path, n, err)

@@ -314,6 +314,18 @@ func TestSeriesIndexTornTail(t *testing.T) {
 	}
 }
 
+// waitFor waits until cond holds, and reports whether it did within 10 s
+// (time for background work to happen, not a measurement).
+func waitFor(cond func() bool) bool {
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
 // One full head makes one flush: the commits that find the head full while
 // a flush waits to start each signal it, and the signal left over is
 // dropped when that flush freezes the head, instead of making a second,
@@ -339,12 +351,9 @@ func TestFullHeadFlushesOnce(t *testing.T) {
 		db.flushMu.Unlock()
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); len(db.flushCh) != 0; {
-		if time.Now().After(deadline) {
-			db.flushMu.Unlock()
-			t.Fatal("the full head was not signalled to the background loop")
-		}
-		time.Sleep(time.Millisecond)
+	if !waitFor(func() bool { return len(db.flushCh) == 0 }) {
+		db.flushMu.Unlock()
+		t.Fatal("the full head was not signalled to the background loop")
 	}
 	// The background loop took the signal and waits for flushMu; these
 	// commits find the head full and signal again.
@@ -358,11 +367,8 @@ func TestFullHeadFlushesOnce(t *testing.T) {
 	testHookBeforeManifest = func() error { left = len(db.flushCh); return nil }
 	defer func() { testHookBeforeManifest = nil }()
 	db.flushMu.Unlock()
-	for deadline := time.Now().Add(10 * time.Second); db.Stats().Flushes == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("no background flush")
-		}
-		time.Sleep(time.Millisecond)
+	if !waitFor(func() bool { return db.Stats().Flushes > 0 }) {
+		t.Fatal("no background flush")
 	}
 	if left != 0 {
 		t.Errorf("%d signals of a full head left after the flush that emptied it", left)
@@ -391,11 +397,8 @@ func TestFlushNotHeldUpByMerges(t *testing.T) {
 		if err := db.Append(ss); err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(10 * time.Second); db.Stats().Flushes < round; {
-			if time.Now().After(deadline) {
-				t.Fatalf("flush %d did not happen while a merge runs", round)
-			}
-			time.Sleep(time.Millisecond)
+		if !waitFor(func() bool { return db.Stats().Flushes >= round }) {
+			t.Fatalf("flush %d did not happen while a merge runs", round)
 		}
 	}
 }

@@ -288,13 +288,9 @@ func (db *DB) replayWAL() (records, samples int64, err error) {
 			records++
 			switch typ {
 			case recSeries:
-				ref, name, labels, err := decodeSeriesRecord(body)
-				if err != nil {
+				if err := db.idx.addRecord(body); err != nil {
 					return err
 				}
-				db.idx.mu.Lock()
-				db.idx.addLocked(ref, name, labels)
-				db.idx.mu.Unlock()
 			case recSamples:
 				var err error
 				buf, err = decodeSamplesRecord(body, buf[:0])

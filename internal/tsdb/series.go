@@ -252,6 +252,19 @@ func (x *seriesIndex) addLocked(ref SeriesRef, name string, labels []Label) (*me
 	return s, true
 }
 
+// addRecord adds the series a series record (of the WAL or the series
+// file) describes.
+func (x *seriesIndex) addRecord(body []byte) error {
+	ref, name, labels, err := decodeSeriesRecord(body)
+	if err != nil {
+		return err
+	}
+	x.mu.Lock()
+	x.addLocked(ref, name, labels)
+	x.mu.Unlock()
+	return nil
+}
+
 // snapshot returns the ref table. Entries below its length never change, so
 // the caller may read them without the lock.
 func (x *seriesIndex) snapshot() []*memSeries {
