@@ -196,6 +196,10 @@ type PacedSplit struct {
 	P99Ms   float64 `json:"p99_ms"`
 }
 
+func newPacedSplit(secs int, h *HistSnapshot) *PacedSplit {
+	return &PacedSplit{Seconds: secs, P50Ms: ms(h.Quantile(0.5)), P99Ms: ms(h.Quantile(0.99))}
+}
+
 // QueryResult is the query phase: QUERY <series> MAX 60 over one long
 // series, from the in-memory head and from parts after a flush.
 type QueryResult struct {
@@ -440,8 +444,8 @@ func benchPaced(ctx context.Context, o BenchOptions, series [][]*Series, rate fl
 		MaxMs:        ms(r.hist.Max),
 	}
 	if r.busySecs+r.quietSecs > 0 {
-		pr.Busy = &PacedSplit{Seconds: r.busySecs, P50Ms: ms(r.busy.Quantile(0.5)), P99Ms: ms(r.busy.Quantile(0.99))}
-		pr.Quiet = &PacedSplit{Seconds: r.quietSecs, P50Ms: ms(r.quiet.Quantile(0.5)), P99Ms: ms(r.quiet.Quantile(0.99))}
+		pr.Busy = newPacedSplit(r.busySecs, &r.busy)
+		pr.Quiet = newPacedSplit(r.quietSecs, &r.quiet)
 	}
 	if r.elapsed > 0 {
 		pr.SentPerSec = float64(r.sent) / r.elapsed.Seconds()
