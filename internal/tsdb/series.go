@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"encoding/binary"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -126,12 +127,8 @@ func (x *seriesIndex) lookupPlain(name []byte) *memSeries {
 func (x *seriesIndex) promoteLocked() {
 	old := *x.plain.Load()
 	m := make(map[string]*memSeries, len(old)+len(x.recent))
-	for k, v := range old {
-		m[k] = v
-	}
-	for k, v := range x.recent {
-		m[k] = v
-	}
+	maps.Copy(m, old)
+	maps.Copy(m, x.recent)
 	x.plain.Store(&m)
 	clear(x.recent)
 	x.recentHits = 0
