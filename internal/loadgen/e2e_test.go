@@ -273,7 +273,7 @@ func TestPacedRunSplitsBusySeconds(t *testing.T) {
 		}
 	}
 	var progress bytes.Buffer
-	res, err := pacedRun(context.Background(), srv.NativeAddr, []pacedSource{{buf: buf, ends: ends}}, 500, 4200*time.Millisecond,
+	res, err := pacedRun(context.Background(), srv.NativeAddr, []pacedSource{{buf: buf, ends: ends}}, 500, 4800*time.Millisecond,
 		100*time.Millisecond, 30*time.Second, &progress, background)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
