@@ -46,6 +46,15 @@ type conn struct {
 	out      []byte        // replies not yet handed to the writer
 	batch    []tsdb.Sample // LOG samples not yet handed to the writer
 	maxBatch int
+	// Series the batch's LOGs name that do not exist yet: created only
+	// once the batch is admitted (submitBatch), so that a LOG refused
+	// with 503 leaves nothing behind. Their samples carry ref 0 until
+	// then. newNames lists the names, newIndex maps a name to its place
+	// in newNames, and newAt gives each such sample's place in the batch
+	// and its name's in newNames.
+	newNames []string
+	newIndex map[string]int
+	newAt    []newSample
 	qx       query.Executor
 	unsub    func()
 
@@ -252,19 +261,43 @@ func (c *conn) log() error {
 	st := c.s.opts.Store
 	ref, ok := st.Lookup(c.req.ID, nil)
 	if !ok {
-		if st.NumSeries() >= c.s.opts.MaxSeries {
-			c.submitBatch()
-			c.s.stats.seriesLimit.Add(1)
-			c.s.stats.bad.Add(1)
-			c.out = fmt.Appendf(c.out, "400 Bad Request -- too many series: this server keeps at most %d (--max-series)\n", c.s.opts.MaxSeries)
-			return nil
+		k, pending := c.newIndex[string(c.req.ID)]
+		if !pending {
+			if st.NumSeries()+len(c.newNames) >= c.s.opts.MaxSeries {
+				c.submitBatch() // creates the batch's new series, if admitted
+				if c.closing {
+					return nil // refused with 503: the connection ends
+				}
+				if st.NumSeries() >= c.s.opts.MaxSeries {
+					c.s.stats.seriesLimit.Add(1)
+					c.s.stats.bad.Add(1)
+					c.out = fmt.Appendf(c.out, "400 Bad Request -- too many series: this server keeps at most %d (--max-series)\n", c.s.opts.MaxSeries)
+					return nil
+				}
+				if ref, ok = st.Lookup(c.req.ID, nil); ok {
+					return c.appendSample(ref)
+				}
+			}
+			if c.newIndex == nil {
+				c.newIndex = make(map[string]int)
+			}
+			k = len(c.newNames)
+			c.newNames = append(c.newNames, string(c.req.ID))
+			c.newIndex[c.newNames[k]] = k
 		}
-		var err error
-		if ref, err = st.GetOrCreate(c.req.ID, nil); err != nil {
-			c.submitBatch()
-			return c.internal(err)
-		}
+		c.newAt = append(c.newAt, newSample{at: len(c.batch), name: k})
 	}
+	return c.appendSample(ref)
+}
+
+// newSample is a sample of a series created when its batch is admitted.
+type newSample struct {
+	at   int // in conn.batch
+	name int // in conn.newNames
+}
+
+// appendSample adds the parsed LOG's sample, of series ref, to the batch.
+func (c *conn) appendSample(ref tsdb.SeriesRef) error {
 	t := c.req.T
 	if !c.req.HasT {
 		t = c.s.opts.Now().UnixMilli()
@@ -296,10 +329,48 @@ func (c *conn) submitBatch() {
 	n := len(c.batch)
 	if !c.s.acquire(n) {
 		c.batch = c.batch[:0]
+		c.dropNewSeries()
 		c.busy(n)
 		return
 	}
+	if len(c.newAt) > 0 {
+		if err := c.createNewSeries(); err != nil {
+			c.s.release(n)
+			c.batch = c.batch[:0]
+			c.s.log.Error("request failed", "cmd", "LOG", "err", err)
+			for range n {
+				c.out = append(c.out, wire.ReplyInternal...)
+			}
+			c.closing = true
+		}
+	}
 	c.submitUnit(nil)
+}
+
+// createNewSeries creates the series the batch names that did not exist
+// when its LOGs were read, and gives their samples the refs.
+func (c *conn) createNewSeries() error {
+	defer c.dropNewSeries()
+	refs := make([]tsdb.SeriesRef, len(c.newNames))
+	for k, name := range c.newNames {
+		ref, err := c.s.opts.Store.GetOrCreate([]byte(name), nil)
+		if err != nil {
+			return err
+		}
+		refs[k] = ref
+	}
+	for _, ns := range c.newAt {
+		c.batch[ns.at].Ref = refs[ns.name]
+	}
+	return nil
+}
+
+// dropNewSeries forgets the batch's new series.
+func (c *conn) dropNewSeries() {
+	clear(c.newNames)
+	c.newNames = c.newNames[:0]
+	clear(c.newIndex)
+	c.newAt = c.newAt[:0]
 }
 
 // submit hands everything pending to the writer.

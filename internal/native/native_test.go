@@ -191,6 +191,31 @@ func TestMaxSeries(t *testing.T) {
 	}
 }
 
+// TestMaxSeriesPipelined sends new series in one batch: they count
+// against --max-series before the batch creates them.
+func TestMaxSeriesPipelined(t *testing.T) {
+	ts := startServer(t, Options{MaxSeries: 3})
+	c := dial(t, ts.addr)
+	c.send("LOG a 1\nLOG b 1\nLOG a 2\nLOG c 1\nLOG d 1\nLOG b 2\nLOG e 1\nLOG c 2\n")
+	want := []string{"201", "201", "201", "201", "400", "201", "400", "201"}
+	for i, w := range want {
+		if got := c.line(); !strings.HasPrefix(got, w+" ") {
+			t.Errorf("reply %d: %q, want %s", i, got, w)
+		}
+	}
+	for _, q := range []struct{ req, want string }{
+		{"QUERY a COUNT 1000000", "200 [2]"},
+		{"QUERY b COUNT 1000000", "200 [2]"},
+		{"QUERY c COUNT 1000000", "200 [2]"},
+		{"QUERY d COUNT 1", "404 Metric Not Found"},
+		{"METRICS", `200 ["a","b","c"]`},
+	} {
+		if got := c.do(q.req); got != q.want {
+			t.Errorf("%s: got %q, want %q", q.req, got, q.want)
+		}
+	}
+}
+
 func TestMaxQueryPoints(t *testing.T) {
 	ts := startServer(t, Options{MaxQueryPoints: 3})
 	c := dial(t, ts.addr)
@@ -398,8 +423,12 @@ func TestMaxInflight(t *testing.T) {
 	if got := a.line(); got != "201 Metric Inserted\n" {
 		t.Fatal(got)
 	}
-	if got := a.do("QUERY b COUNT 1"); got != "404 Metric Not Found" && got != "200 []" {
+	// The refused LOG left nothing behind: not even its series.
+	if got := a.do("QUERY b COUNT 1"); got != "404 Metric Not Found" {
 		t.Fatalf("refused LOG stored: %s", got)
+	}
+	if got := a.do("METRICS b"); got != "200 []" {
+		t.Fatalf("refused LOG created its series: %s", got)
 	}
 }
 
