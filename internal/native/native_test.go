@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -394,6 +396,52 @@ func TestMaxConns(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if got := dial(t, ts.addr).do("PING"); got != "200 PONG" {
+		t.Fatal(got)
+	}
+}
+
+// TestRefusalBurst opens many connections beyond --max-conns at once and
+// keeps them open: the server refuses them all, holding at most
+// maxRefusing of them (and their goroutines) for a graceful close.
+func TestRefusalBurst(t *testing.T) {
+	ts := startServer(t, Options{MaxConns: 1})
+	held := dial(t, ts.addr)
+	held.do("PING")
+	base := runtime.NumGoroutine()
+	const n = 300
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ts.srv.Stats().RejectedConn < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d connections refused", ts.srv.Stats().RejectedConn, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if extra := runtime.NumGoroutine() - base; extra > maxRefusing+8 {
+		t.Errorf("%d more goroutines during the burst, want at most %d", extra, maxRefusing+8)
+	}
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, err := io.ReadAll(c)
+		if len(b) > 0 && string(b) != "503 The server is busy, try again later\n" {
+			t.Fatalf("connection %d read %q", i, b)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("connection %d was not closed", i)
+		}
+	}
+	if got := held.do("PING"); got != "200 PONG" {
 		t.Fatal(got)
 	}
 }

@@ -136,6 +136,7 @@ type Server struct {
 	log  *slog.Logger
 
 	inflight atomic.Int64
+	refusing atomic.Int64 // connections being refused (refuse goroutines)
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -209,7 +210,15 @@ func (s *Server) Serve(l net.Listener) error {
 		if s.stats.conns.Add(1) > int64(s.opts.MaxConns) {
 			s.stats.conns.Add(-1)
 			s.stats.rejected.Add(1)
-			go refuse(nc)
+			if s.refusing.Add(1) > maxRefusing {
+				s.refusing.Add(-1)
+				refuseNow(nc)
+				continue
+			}
+			go func() {
+				refuse(nc)
+				s.refusing.Add(-1)
+			}()
 			continue
 		}
 		c := newConn(s, nc)
@@ -232,6 +241,21 @@ func (s *Server) Serve(l net.Listener) error {
 			s.stats.conns.Add(-1)
 		}()
 	}
+}
+
+// maxRefusing bounds the connections beyond MaxConns that are being
+// refused gracefully at once (each for up to 2 s, see refuse); past it a
+// burst of connections is refused at once (refuseNow), so that it cannot
+// hold the process's file descriptors.
+const maxRefusing = 64
+
+// refuseNow writes the busy line if the socket takes it at once, and
+// closes the connection; a client that already sent requests may see a
+// reset instead of the line.
+func refuseNow(nc net.Conn) {
+	nc.SetWriteDeadline(time.Now().Add(time.Millisecond))
+	nc.Write(wire.ReplyBusy)
+	nc.Close()
 }
 
 // refuse answers a connection beyond MaxConns with the busy line and closes
