@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -50,19 +51,28 @@ func oneShot(conn net.Conn, req string, timeout time.Duration) int {
 
 // interactive copies lines from in to the server and everything the server
 // sends to out, until in ends and every request was answered, or the
-// server closes the connection.
+// server closes the connection. It returns 1 when a request went
+// unanswered: the server closed the connection first (a 503, a line over
+// 64 KiB), or a line of input was too long to send.
 func interactive(conn net.Conn, in io.Reader, out io.Writer) int {
-	done := make(chan error, 1)
+	type result struct {
+		replies int
+		err     error
+	}
+	done := make(chan result, 1)
 	go func() {
-		_, err := io.Copy(out, conn)
-		done <- err
+		replies, err := copyReplies(out, conn)
+		done <- result{replies, err}
 	}()
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sent, unsent := 0, false
 	for sc.Scan() {
 		if _, err := fmt.Fprintf(conn, "%s\n", sc.Text()); err != nil {
+			unsent = true // the server closed the connection
 			break
 		}
+		sent++
 	}
 	// The server answers what was sent before a line too long to read; the
 	// rest of the input is not sent, and the exit status says so.
@@ -70,13 +80,55 @@ func interactive(conn net.Conn, in io.Reader, out io.Writer) int {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
-	if err := <-done; err != nil {
-		fmt.Fprintf(os.Stderr, "vigia client: %v\n", err)
+	r := <-done
+	switch {
+	case r.err != nil:
+		fmt.Fprintf(os.Stderr, "vigia client: %v\n", r.err)
 		return 1
-	}
-	if inErr != nil {
+	case inErr != nil:
 		fmt.Fprintf(os.Stderr, "vigia client: reading standard input: %v (requests are at most 64 KiB); stopped there\n", inErr)
+		return 1
+	case r.replies < sent || unsent:
+		fmt.Fprintf(os.Stderr, "vigia client: the server closed the connection after answering %d of the %d requests sent; the rest were not executed\n", r.replies, sent)
 		return 1
 	}
 	return 0
+}
+
+// copyReplies copies the server's lines to out until the connection ends,
+// and counts the replies among them (pushed ALERT lines are not replies).
+func copyReplies(out io.Writer, conn net.Conn) (int, error) {
+	br := bufio.NewReader(conn)
+	replies := 0
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			if _, werr := out.Write(line); werr != nil {
+				return replies, werr
+			}
+		}
+		switch {
+		case err == nil:
+			if !bytes.HasPrefix(line, []byte("ALERT ")) {
+				replies++
+			}
+		case err == bufio.ErrBufferFull:
+			// A long reply (a QUERY over many windows): the rest follows.
+			for err == bufio.ErrBufferFull {
+				line, err = br.ReadSlice('\n')
+				if _, werr := out.Write(line); werr != nil {
+					return replies, werr
+				}
+			}
+			if err == nil {
+				replies++
+			}
+		}
+		if err == io.EOF {
+			return replies, nil
+		}
+		if err != nil {
+			return replies, err
+		}
+	}
 }

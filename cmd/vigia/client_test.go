@@ -86,4 +86,15 @@ func TestClientCommandLongInput(t *testing.T) {
 		t.Errorf("stdout %q, stderr %q, status %d; want the PONG, one line on stderr saying the line is too long, status 1", out, errOut, code)
 	}
 	s.dial().expect("QUERY cli.after COUNT 1", wantNotFound)
+
+	// A line the client can send but the server refuses as too long (over
+	// 64 KiB): the server answers it and closes the connection, and the
+	// client says how many requests went unanswered.
+	in = "PING\nLOG cli.big " + strings.Repeat("1", 100<<10) + "\nLOG cli.after 1\nPING\n"
+	out, errOut, code = runClientCmd(t, in, "--addr", s.native)
+	if !strings.HasPrefix(out, wantPong+"\n400 ") || strings.Count(out, "\n") != 2 || code != 1 ||
+		strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "closed the connection after answering 2 of the") {
+		t.Errorf("stdout %q, stderr %q, status %d; want the PONG and a 400, one line on stderr saying 2 requests were answered, status 1", out, errOut, code)
+	}
+	s.dial().expect("QUERY cli.after COUNT 1", wantNotFound)
 }
