@@ -512,9 +512,6 @@ func (db *DB) ScanAggregates(ref SeriesRef, res time.Duration, mint, maxt int64,
 	default:
 		return fmt.Errorf("tsdb: no archive of resolution %v (have 1m, 1h, 24h)", res)
 	}
-	if db.idx.get(ref) == nil {
-		return ErrUnknownSeries
-	}
 	if mint >= maxt {
 		return nil
 	}
@@ -524,11 +521,14 @@ func (db *DB) ScanAggregates(ref SeriesRef, res time.Duration, mint, maxt int64,
 	if hi < maxt { // overflow
 		hi = math.MaxInt64
 	}
-	db.viewMu.RLock()
-	ps := db.parts
-	ps.acquire()
-	rawFrom := db.archivedTo
-	db.viewMu.RUnlock()
+	s := db.idx.get(ref)
+	if s == nil {
+		return ErrUnknownSeries
+	}
+	st := scanPool.Get().(*scanState)
+	defer scanPool.Put(st)
+	v := db.takeView(s, st, lo, hi, true)
+	ps, rawFrom := v.ps, v.rawFrom
 	defer ps.release()
 
 	if lo < rawFrom {
@@ -548,14 +548,14 @@ func (db *DB) ScanAggregates(ref SeriesRef, res time.Duration, mint, maxt int64,
 			}
 		}
 	}
-	from := max(lo, rawFrom)
+	from := v.from
 	if from >= hi {
 		return nil
 	}
 	var agg aggregator
 	agg.reset(r)
 	stopped := false
-	err := db.scan(ref, from, hi, func(ts []int64, vs []float64) bool {
+	err := db.scanRuns(ref, st, ps, from, hi, func(ts []int64, vs []float64) bool {
 		agg.add(ts, vs)
 		if n := len(agg.pts); n > aggChunk {
 			// The last point may still grow; keep it.
@@ -567,7 +567,7 @@ func (db *DB) ScanAggregates(ref SeriesRef, res time.Duration, mint, maxt int64,
 			agg.pts, agg.lastT = agg.pts[:1], agg.lastT[:1]
 		}
 		return true
-	}, ps)
+	})
 	if err != nil || stopped || len(agg.pts) == 0 {
 		return err
 	}

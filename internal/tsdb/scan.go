@@ -24,6 +24,8 @@ type scanState struct {
 	mts2 []int64
 	mvs2 []float64
 	bnd  []int
+	head [2]run // the frozen and the active head's runs, if any
+	nh   int
 }
 
 var scanPool = sync.Pool{New: func() any { return new(scanState) }}
@@ -35,12 +37,6 @@ const scanChunk = 8192
 // arrival order. The slices are valid only during the call and must not be
 // modified. fn returning false stops the scan.
 func (db *DB) Scan(ref SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool) error {
-	return db.scan(ref, mint, maxt, fn, nil)
-}
-
-// scan is Scan over the parts of ps, or of the current part set if ps is
-// nil. The caller holds a reference on ps.
-func (db *DB) scan(ref SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool, ps *partSet) error {
 	s := db.idx.get(ref)
 	if s == nil {
 		return ErrUnknownSeries
@@ -50,38 +46,61 @@ func (db *DB) scan(ref SeriesRef, mint, maxt int64, fn func(ts []int64, vs []flo
 	}
 	st := scanPool.Get().(*scanState)
 	defer scanPool.Put(st)
-	st.hts, st.hvs, st.runs = st.hts[:0], st.hvs[:0], st.runs[:0]
+	v := db.takeView(s, st, mint, maxt, false)
+	defer v.ps.release()
+	return db.scanRuns(ref, st, v.ps, mint, maxt, fn)
+}
 
+// scanView is what one scan reads, taken at one moment (under viewMu):
+// the part set, with a reference the scan releases, the time before which
+// raw samples are archived, and the series' head samples in range (in
+// scanState). Taking them together matters: a flush that publishes its
+// parts then drops its frozen head, which a scan must read unless its
+// part set holds those parts.
+type scanView struct {
+	ps      *partSet
+	rawFrom int64 // db.archivedTo
+	from    int64 // the head was read from here on
+}
+
+// takeView takes the view of series s for [mint, maxt): with raw set, the
+// head from max(mint, archivedTo) on only, as the raw part of a scan of
+// aggregates.
+func (db *DB) takeView(s *memSeries, st *scanState, mint, maxt int64, raw bool) scanView {
+	st.hts, st.hvs, st.runs, st.nh = st.hts[:0], st.hvs[:0], st.runs[:0], 0
 	db.viewMu.RLock()
-	own := ps == nil
-	if own {
-		ps = db.parts
-		ps.acquire()
+	defer db.viewMu.RUnlock()
+	v := scanView{ps: db.parts, rawFrom: db.archivedTo, from: mint}
+	v.ps.acquire()
+	if raw {
+		v.from = max(mint, v.rawFrom)
 	}
-	pub := db.published
+	if v.from >= maxt {
+		return v
+	}
 	s.mu.Lock()
-	var headRuns [2]run
-	nh := 0
-	if s.fgen > pub {
+	defer s.mu.Unlock()
+	if s.fgen > db.published {
 		start := len(st.hts)
-		st.hts, st.hvs = s.appendFrozen(st.hts, st.hvs, mint, maxt)
+		st.hts, st.hvs = s.appendFrozen(st.hts, st.hvs, v.from, maxt)
 		if len(st.hts) > start {
-			headRuns[nh] = run{lo: start, hi: len(st.hts), minT: st.hts[start], maxT: st.hts[len(st.hts)-1]}
-			nh++
+			st.head[st.nh] = run{lo: start, hi: len(st.hts), minT: st.hts[start], maxT: st.hts[len(st.hts)-1]}
+			st.nh++
 		}
 	}
 	start := len(st.hts)
-	st.hts, st.hvs = s.appendActive(st.hts, st.hvs, mint, maxt)
+	st.hts, st.hvs = s.appendActive(st.hts, st.hvs, v.from, maxt)
 	if len(st.hts) > start {
-		headRuns[nh] = run{lo: start, hi: len(st.hts), minT: st.hts[start], maxT: st.hts[len(st.hts)-1]}
-		nh++
+		st.head[st.nh] = run{lo: start, hi: len(st.hts), minT: st.hts[start], maxT: st.hts[len(st.hts)-1]}
+		st.nh++
 	}
-	s.mu.Unlock()
-	db.viewMu.RUnlock()
-	if own {
-		defer ps.release()
-	}
+	return v
+}
 
+// scanRuns is the rest of a scan of [mint, maxt) once its view is taken:
+// the runs of the parts of ps and of the head read into st, streamed in
+// time order.
+func (db *DB) scanRuns(ref SeriesRef, st *scanState, ps *partSet, mint, maxt int64, fn func(ts []int64, vs []float64) bool) error {
 	// Part runs in arrival order (raw parts are ordered by day, then sequence).
 	for _, p := range ps.parts {
 		if p.kind != kindRaw || p.maxT < mint || p.minT >= maxt {
@@ -99,7 +118,7 @@ func (db *DB) scan(ref SeriesRef, mint, maxt int64, fn func(ts []int64, vs []flo
 			st.runs = append(st.runs, run{p: p, blocks: bs[i:j], minT: bs[i].minT, maxT: bs[j-1].maxT})
 		}
 	}
-	st.runs = append(st.runs, headRuns[:nh]...)
+	st.runs = append(st.runs, st.head[:st.nh]...)
 
 	ordered := true
 	for i := 1; i < len(st.runs); i++ {
