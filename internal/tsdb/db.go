@@ -214,13 +214,14 @@ type DB struct {
 	// flushMu serializes the changes of the part set and the manifest:
 	// flushes hold it throughout, merges and retention (serialized by
 	// mergeMu) only while they pick their inputs and while they commit.
-	flushMu  sync.Mutex
-	mergeMu  sync.Mutex
-	flushGen uint64
-	walCut   uint64        // first WAL segment not covered by parts
-	nextID   atomic.Uint64 // next part id
-	seriesN  int           // series persisted in the series file
-	seriesF  *os.File
+	flushMu   sync.Mutex
+	mergeMu   sync.Mutex
+	flushGen  uint64
+	walCut    uint64        // first WAL segment not covered by parts
+	nextID    atomic.Uint64 // next part id
+	seriesN   int           // series persisted in the series file
+	seriesF   *os.File
+	seriesErr error // a failed write to the series file that could not be undone
 
 	flushCh chan struct{} // the head is full
 	mergeCh chan struct{} // a flush added a part

@@ -60,16 +60,40 @@ func (db *DB) persistSeries() error {
 			buf = appendSeriesRecord(buf, s.ref, s.name, s.labels)
 		}
 	}
-	if _, err := db.seriesF.Write(buf); err != nil {
-		return fmt.Errorf("write series index: %w", err)
+	if db.seriesErr != nil {
+		return db.seriesErr
 	}
-	if err := db.seriesF.Sync(); err != nil {
-		return fmt.Errorf("sync series index: %w", err)
+	write := db.seriesF.Write
+	if testHookSeriesWrite != nil {
+		write = func(b []byte) (int, error) { return testHookSeriesWrite(db.seriesF, b) }
+	}
+	_, err := write(buf)
+	if err == nil {
+		if err = db.seriesF.Sync(); err != nil {
+			err = fmt.Errorf("sync series index: %w", err)
+		}
+	} else {
+		err = fmt.Errorf("write series index: %w", err)
+	}
+	if err != nil {
+		// Cut what was written, if anything: a partial record would read
+		// as a torn tail at the next start, and the whole records
+		// appended after it would be cut with it. The next flush writes
+		// these series again.
+		if terr := db.seriesF.Truncate(db.stats.seriesBytes.Load()); terr != nil {
+			db.seriesErr = fmt.Errorf("series index unusable after a failed write (%v): %w", err, terr)
+			db.logger.Error("series index write failed and could not be undone; refusing further flushes", "err", db.seriesErr)
+		}
+		return err
 	}
 	db.seriesN = len(refs)
 	db.stats.seriesBytes.Add(int64(len(buf)))
 	return nil
 }
+
+// testHookSeriesWrite, when set by a test, writes the series file's new
+// records in place of f.Write.
+var testHookSeriesWrite func(f *os.File, b []byte) (int, error)
 
 // testHookBeforeManifest, when set by a test, runs after a flush wrote its
 // parts and before it writes the manifest; an error fails the flush there.

@@ -545,3 +545,53 @@ func TestMergeCopyChecksBlocks(t *testing.T) {
 		t.Errorf("%d parts after the failed merge, want %d", after, len(parts))
 	}
 }
+
+// TestSeriesWriteFails: a flush whose write to the series file fails
+// part-way leaves no partial record behind, so the series that later
+// flushes append after it survive a restart.
+func TestSeriesWriteFails(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir, nil)
+	base := time.Now().UnixMilli()
+	add := func(name string) SeriesRef {
+		t.Helper()
+		ref, err := db.GetOrCreate([]byte(name), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Append([]Sample{{ref, base, 1}}); err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	add("a")
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	add("x")
+	testHookSeriesWrite = func(f *os.File, b []byte) (int, error) {
+		n, _ := f.Write(b[:len(b)/2])
+		return n, errors.New("no space left on device")
+	}
+	err := db.Flush()
+	testHookSeriesWrite = nil
+	if err == nil {
+		t.Fatal("flush did not fail")
+	}
+	add("y")
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = openTest(t, dir, nil)
+	defer db.Close()
+	for _, name := range []string{"a", "x", "y"} {
+		ref, ok := db.Lookup([]byte(name), nil)
+		if !ok {
+			t.Fatalf("series %s lost", name)
+		}
+		if ts := collect2(t, db, ref); len(ts) != 1 {
+			t.Fatalf("series %s: %d samples, want 1", name, len(ts))
+		}
+	}
+}
