@@ -62,6 +62,11 @@ func (db *DB) commitOnce() bool {
 	return true
 }
 
+// maxRecordSamples bounds the samples of one WAL record: at most 29 bytes
+// each, a record stays far below walMaxRecord, which replay trusts. A
+// larger Append is written as several records, in one commit.
+var maxRecordSamples = 1 << 20
+
 var encPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 // Append adds samples to their series. It returns only after the samples
@@ -84,7 +89,12 @@ func (db *DB) Append(samples []Sample) error {
 		}
 	}
 	bp := encPool.Get().(*[]byte)
-	rec := appendSamplesRecord((*bp)[:0], samples)
+	rec := (*bp)[:0]
+	for rest := samples; len(rest) > 0; {
+		n := min(len(rest), maxRecordSamples)
+		rec = appendSamplesRecord(rec, rest[:n])
+		rest = rest[n:]
+	}
 	db.qmu.Lock()
 	if db.closed {
 		db.qmu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite the testdata fixtures")
@@ -404,5 +405,36 @@ func TestWALCorruptMiddleSegment(t *testing.T) {
 				t.Fatalf("torn tails %d, %d samples; want 1, 30", st.TornTails, countSamples(t, db))
 			}
 		})
+	}
+}
+
+// TestLargeAppendSplitsRecords: an Append larger than one WAL record may
+// hold is written as several records, and all of it replays.
+func TestLargeAppendSplitsRecords(t *testing.T) {
+	defer func(n int) { maxRecordSamples = n }(maxRecordSamples)
+	maxRecordSamples = 1000
+	dir := t.TempDir()
+	db := openTest(t, dir, nil)
+	ref, err := db.GetOrCreate([]byte("big"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().UnixMilli()
+	ss := make([]Sample, 2500)
+	for i := range ss {
+		ss[i] = Sample{ref, base + int64(i), float64(i)}
+	}
+	if err := db.Append(ss); err != nil {
+		t.Fatal(err)
+	}
+	db.kill()
+	db = openTest(t, dir, nil)
+	defer db.Close()
+	st := db.Stats()
+	if st.ReplayedSamples != 2500 || st.ReplayedRecords != 1+3 || st.TornTails != 0 {
+		t.Fatalf("replayed %d samples in %d records (%d torn tails), want 2500 in 1 series and 3 samples records", st.ReplayedSamples, st.ReplayedRecords, st.TornTails)
+	}
+	if ts := collect2(t, db, ref); len(ts) != 2500 || ts[0] != base || ts[2499] != base+2499 {
+		t.Fatalf("%d samples after replay", len(ts))
 	}
 }
