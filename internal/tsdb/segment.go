@@ -336,12 +336,26 @@ func (db *DB) replayWAL() (records, samples int64, err error) {
 	// segments after it (a crash leaves the one prepared ahead), else a new
 	// segment. The unused segment after that is the next one, already
 	// prepared; further unused ones (left by repeated crashes) are removed.
-	if len(states) > 0 {
-		// The last segment may hold records the crashed process wrote but
-		// did not sync, which were just replayed: sync them before
-		// anything that depends on them is acknowledged.
-		if err := syncFile(segmentPath(db.walDir, live[len(live)-1])); err != nil {
+	// The segments may hold records the crashed process wrote but did not
+	// sync (the last commit's, or those of an earlier crash that a commit
+	// in a later segment never covered), which were just replayed: sync
+	// every segment with records, and the directory, before anything that
+	// depends on them is acknowledged.
+	for _, st := range states {
+		if st.n == 0 {
+			continue
+		}
+		path := segmentPath(db.walDir, st.seq)
+		if err := syncFile(path); err != nil {
 			return 0, 0, fmt.Errorf("sync wal segment: %w", err)
+		}
+		if testHookSyncedSegment != nil {
+			testHookSyncedSegment(path)
+		}
+	}
+	if len(states) > 0 {
+		if err := syncDir(db.walDir); err != nil {
+			return 0, 0, fmt.Errorf("sync wal directory: %w", err)
 		}
 	}
 	k := len(states) - 1
@@ -403,6 +417,10 @@ func (db *DB) createFirstSegment(seq uint64) error {
 	db.prep = db.prepareSegment(seq + 1)
 	return nil
 }
+
+// testHookSyncedSegment, when set by a test, is told each WAL segment
+// Open syncs after replaying it.
+var testHookSyncedSegment func(path string)
 
 // syncFile fsyncs the file at path.
 func syncFile(path string) error {

@@ -438,3 +438,34 @@ func TestLargeAppendSplitsRecords(t *testing.T) {
 		t.Fatalf("%d samples after replay", len(ts))
 	}
 }
+
+// TestOpenSyncsReplayedSegments: Open syncs every WAL segment it replayed
+// records from, not only the last one, since a crash can leave unsynced
+// records in any of them.
+func TestOpenSyncsReplayedSegments(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir, nil)
+	ref, err := db.GetOrCreate([]byte("m"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().UnixMilli()
+	for i := 0; i < 300; i++ { // about 5 bytes a sample: 300 KB, 4 or more segments
+		ss := make([]Sample, 200)
+		for j := range ss {
+			ss[j] = Sample{ref, base + int64(i*200+j), float64(j)}
+		}
+		if err := db.Append(ss); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.kill()
+	var synced []string
+	testHookSyncedSegment = func(path string) { synced = append(synced, filepath.Base(path)) }
+	defer func() { testHookSyncedSegment = nil }()
+	db = openTest(t, dir, nil)
+	defer db.Close()
+	if len(synced) < 3 {
+		t.Fatalf("synced segments %v, want every segment with records (3 or more)", synced)
+	}
+}
