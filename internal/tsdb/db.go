@@ -221,7 +221,8 @@ type DB struct {
 	nextID    atomic.Uint64 // next part id
 	seriesN   int           // series persisted in the series file
 	seriesF   *os.File
-	seriesErr error // a failed write to the series file that could not be undone
+	seriesErr error       // a failed write to the series file that could not be undone
+	keepFiles atomic.Bool // a manifest's directory sync failed: delete no file it may name
 
 	flushCh chan struct{} // the head is full
 	mergeCh chan struct{} // a flush added a part

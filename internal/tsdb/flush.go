@@ -227,7 +227,7 @@ func (db *DB) flushWith(pace *pacer) error {
 	db.walCut = cut
 	db.commitMu.Unlock()
 	db.stats.walBytes.Add(-covered)
-	for seq := old; seq < cut; seq++ {
+	for seq := old; seq < cut && !db.keepFiles.Load(); seq++ {
 		path := segmentPath(db.walDir, seq)
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove flushed wal segment: %w", err)

@@ -595,3 +595,52 @@ func TestSeriesWriteFails(t *testing.T) {
 		}
 	}
 }
+
+// TestManifestDirSyncFails: when a manifest is renamed into place but its
+// directory cannot be synced, the flush or merge takes effect, and no file
+// that this manifest or the one before names is deleted: after a crash
+// the store opens with every sample.
+func TestManifestDirSyncFails(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir, nil)
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	base := time.Now().UnixMilli()
+	for i := range 4 {
+		if err := db.Append([]Sample{{ref, base + int64(i), float64(i)}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testHookDirSync = func(path string) error {
+		if filepath.Base(path) == manifestName {
+			return errors.New("input/output error")
+		}
+		return nil
+	}
+	defer func() { testHookDirSync = nil }()
+	if err := db.Append([]Sample{{ref, base + 4, 4}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	mergeAll(t, db)
+	if !db.keepFiles.Load() {
+		t.Fatal("the failed directory sync was not noticed")
+	}
+	before, _ := filepath.Glob(filepath.Join(dir, partsDirName, "*", "*.part"))
+	want := fmt.Sprint(collect(t, db, ref, 0, 1<<62))
+	db.kill()
+	testHookDirSync = nil
+	db = openTest(t, dir, nil)
+	defer db.Close()
+	if got := fmt.Sprint(collect(t, db, ref, 0, 1<<62)); got != want {
+		t.Fatalf("after a crash: %s, want %s", got, want)
+	}
+	after, _ := filepath.Glob(filepath.Join(dir, partsDirName, "*", "*.part"))
+	if len(before) <= db.Stats().Parts || len(after) != db.Stats().Parts {
+		t.Fatalf("%d part files before the crash, %d after it, %d parts in the manifest: replaced parts were not kept, or not removed at the next start", len(before), len(after), db.Stats().Parts)
+	}
+}

@@ -103,14 +103,28 @@ func writeFileAtomic(path string, data []byte) error {
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
 	if err != nil {
 		os.Remove(tmp)
+		return err
 	}
-	return err
+	err = syncDir(filepath.Dir(path))
+	if err == nil && testHookDirSync != nil {
+		err = testHookDirSync(path)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", errDirUnsynced, err)
+	}
+	return nil
 }
+
+// errDirUnsynced: writeFileAtomic renamed the new file into place, but
+// could not sync its directory, so that a power loss may still bring the
+// old file back.
+var errDirUnsynced = errors.New("written, but its directory could not be synced")
+
+// testHookDirSync, when set by a test, runs after writeFileAtomic synced
+// the directory; an error counts as a failed directory sync.
+var testHookDirSync func(path string) error
 
 func dayDirName(day int64) string {
 	return time.UnixMilli(day * dayMillis).UTC().Format("2006-01-02")
@@ -137,7 +151,19 @@ func (db *DB) writeManifest(parts []*part, walCut uint64, archivedTo int64) erro
 	for _, p := range parts {
 		m.parts = append(m.parts, manifestEntry{kind: p.kind, bucket: p.bucket, id: p.id, seq: p.seq})
 	}
-	if err := writeFileAtomic(filepath.Join(db.dir, manifestName), encodeManifest(m)); err != nil {
+	err := writeFileAtomic(filepath.Join(db.dir, manifestName), encodeManifest(m))
+	if errors.Is(err, errDirUnsynced) {
+		// The new manifest is in place and in effect; after a power loss
+		// either it or the one before may be found. Keep every file
+		// either names (parts merges and retention replace, flushed WAL
+		// segments) until the next start removes those the manifest
+		// found then does not need.
+		if !db.keepFiles.Swap(true) {
+			db.logger.Error("manifest written but its directory could not be synced; keeping replaced parts and WAL segments until the next start", "err", err)
+		}
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("write manifest: %w", err)
 	}
 	return nil

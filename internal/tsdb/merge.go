@@ -121,7 +121,7 @@ func (db *DB) mergeOnce() (bool, error) {
 	db.parts = &partSet{parts: all}
 	db.viewMu.Unlock()
 	for _, p := range best {
-		p.obsolete.Store(true)
+		p.obsolete.Store(!db.keepFiles.Load())
 		p.decRef()
 	}
 	db.stats.merges.Add(1)
@@ -290,7 +290,7 @@ func (db *DB) applyRetention() error {
 	dirs := map[partKey]bool{}
 	for _, p := range drop {
 		dirs[partKey{p.kind, p.bucket}] = true
-		p.obsolete.Store(true)
+		p.obsolete.Store(!db.keepFiles.Load())
 		p.decRef()
 	}
 	db.stats.dropped.Add(int64(len(dirs)))
