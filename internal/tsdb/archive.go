@@ -300,6 +300,12 @@ func (db *DB) archiveDays(drop []*part, cutoff [numKinds]int64) ([]*part, error)
 	// Each (kind, day) gets its own part even when several days share a
 	// partition, since a part's series must ascend; merges combine them.
 	var out []*part
+	dropOut := func() { // the archive parts of the days before, on failure
+		for _, p := range out {
+			p.obsolete.Store(true)
+			p.decRef()
+		}
+	}
 	var enc blockEncoder
 	var agg aggregator
 	st := new(scanState)
@@ -329,6 +335,7 @@ func (db *DB) archiveDays(drop []*part, cutoff [numKinds]int64) ([]*part, error)
 			w, err := createPart(db.partPath(k, pk.bucket, id))
 			if err != nil {
 				abort()
+				dropOut()
 				return nil, err
 			}
 			pw = append(pw, w)
@@ -362,19 +369,13 @@ func (db *DB) archiveDays(drop []*part, cutoff [numKinds]int64) ([]*part, error)
 		})
 		if err != nil {
 			abort()
-			for _, p := range out {
-				p.obsolete.Store(true)
-				p.decRef()
-			}
+			dropOut()
 			return nil, err
 		}
 		parts, err := db.finishParts(writers, ids, nil)
 		pw = pw[:0]
 		if err != nil {
-			for _, p := range out {
-				p.obsolete.Store(true)
-				p.decRef()
-			}
+			dropOut()
 			return nil, err
 		}
 		out = append(out, parts...)

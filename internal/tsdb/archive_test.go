@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -227,5 +230,50 @@ func TestScanAggregatesDuringFlush(t *testing.T) {
 	close(stop)
 	if err := <-writerDone; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestArchiveFailureLeavesNoParts: when retention cannot create the
+// archive part of one day, the archive parts it already wrote for the
+// days before are closed and removed, not left open and on disk.
+func TestArchiveFailureLeavesNoParts(t *testing.T) {
+	now := time.Now().UTC()
+	o := testOpts()
+	o.Now = func() time.Time { return now }
+	o.RawRetention = 48 * time.Hour
+	dir := t.TempDir()
+	db := openTest(t, dir, o)
+	defer db.Close()
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	day1 := now.Add(-20 * 24 * time.Hour).Truncate(24 * time.Hour)
+	day2 := day1.Add(24 * time.Hour)
+	if err := db.Append([]Sample{{ref, day1.UnixMilli() + 1000, 1}, {ref, day2.UnixMilli() + 1000, 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// A file where the second day's 1m archive directory goes.
+	if err := os.MkdirAll(filepath.Join(dir, "archive", "1m"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "archive", "1m", day2.Format("2006-01-02")), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.applyRetention(); err == nil {
+		t.Fatal("retention did not fail")
+	}
+	parts, _ := filepath.Glob(filepath.Join(dir, "archive", "*", "*", "*.part"))
+	if len(parts) != 0 {
+		t.Errorf("archive parts left on disk: %v", parts)
+	}
+	fds, _ := filepath.Glob("/proc/self/fd/*")
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err == nil && strings.HasPrefix(target, filepath.Join(dir, "archive")) {
+			t.Errorf("archive file left open: %s", target)
+		}
+	}
+	if got := collect2(t, db, ref); len(got) != 2 {
+		t.Errorf("%d raw samples after the failed retention, want 2", len(got))
 	}
 }
