@@ -106,11 +106,24 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
 }
 
-// point is one window of a query result. Value is null for a value JSON
-// cannot hold (none today: the store keeps finite values only).
+// point is one window of a query result.
 type point struct {
-	Start string  `json:"start"`
-	Value float64 `json:"value"`
+	Start string    `json:"start"`
+	Value jsonValue `json:"value"`
+}
+
+// jsonValue is a result value: a JSON number, or the string "inf", "-inf"
+// or "nan" for what JSON cannot hold (a SUM of large values overflows
+// though every sample is finite), as the alert API writes them.
+type jsonValue float64
+
+// MarshalJSON implements json.Marshaler.
+func (v jsonValue) MarshalJSON() ([]byte, error) {
+	f := float64(v)
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		return strconv.AppendQuote(nil, string(query.AppendRepr(nil, f))), nil
+	}
+	return json.Marshal(f)
 }
 
 // timeRange reads from= and to= (ISO 8601 or unix seconds).
@@ -167,7 +180,7 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]point, len(pts))
 	for i, p := range pts {
-		out[i] = point{Start: string(query.AppendTime(nil, p.Start)), Value: p.Value}
+		out[i] = point{Start: string(query.AppendTime(nil, p.Start)), Value: jsonValue(p.Value)}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"name": name, "op": op.String(), "secs": secs, "points": out})
 }

@@ -62,6 +62,7 @@ func TestAPI(t *testing.T) {
 	// A second series under the same name (labels from another entry
 	// point) is merged into the same windows.
 	logSamples(t, db, "cpu", []tsdb.Label{{Name: "host", Value: "b"}}, [2]float64{t0 + 10000, 2})
+	logSamples(t, db, "big", nil, [2]float64{t0, 1e308}, [2]float64{t0 + 1000, 1.5e308})
 	tests := []struct {
 		method, path string
 		code         int
@@ -73,6 +74,11 @@ func TestAPI(t *testing.T) {
 		{"GET", "/api/v1/query?name=cpu&op=MAX&secs=60&from=2022-04-26T00:00:20&to=1650931300", 200,
 			`{"name":"cpu","op":"MAX","points":[{"start":"2022-04-26T00:00:20.000Z","value":4}],"secs":60}` + "\n"},
 		{"GET", "/api/v1/query?name=nope&op=MAX&secs=60", 404, `{"error":"metric not found"}` + "\n"},
+		// A SUM over finite values can overflow; their AVG does not.
+		{"GET", "/api/v1/query?name=big&op=SUM&secs=60", 200,
+			`{"name":"big","op":"SUM","points":[{"start":"2022-04-26T00:00:00.000Z","value":"inf"}],"secs":60}` + "\n"},
+		{"GET", "/api/v1/query?name=big&op=AVG&secs=60", 200,
+			`{"name":"big","op":"AVG","points":[{"start":"2022-04-26T00:00:00.000Z","value":1.25e+308}],"secs":60}` + "\n"},
 		{"GET", "/api/v1/query?name=cpu&op=P42&secs=60", 400, ""},
 		{"GET", "/api/v1/query?name=cpu&op=MAX&secs=0", 400, ""},
 		{"GET", "/api/v1/query?name=cpu&op=MAX&secs=1&from=yesterday", 400, ""},
@@ -80,7 +86,7 @@ func TestAPI(t *testing.T) {
 			"time,value\n2022-04-26T00:00:00.000Z,0.5\n2022-04-26T00:00:10.000Z,2.0\n2022-04-26T00:00:30.000Z,1.0\n"},
 		{"GET", "/api/v1/export?name=cpu&format=json&from=1650931230", 200, "[[1650931230000,1],[1650931270000,4]]\n"},
 		{"GET", "/api/v1/export?name=cpu&format=xml", 400, ""},
-		{"GET", "/api/v1/metrics", 200, `["cpu"]` + "\n"},
+		{"GET", "/api/v1/metrics", 200, `["big","cpu"]` + "\n"},
 		{"GET", "/api/v1/metrics?prefix=x", 200, "[]\n"},
 		{"POST", "/api/v1/admin/flush", 200, ""},
 		{"GET", "/api/v1/admin/flush", 405, ""},

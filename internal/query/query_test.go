@@ -66,6 +66,31 @@ func TestWindows(t *testing.T) {
 	}
 }
 
+// TestAvgLargeValues: AVG of values whose sum overflows is still their
+// (finite) mean, from samples and from archived aggregates alike; SUM
+// overflows, as it must.
+func TestAvgLargeValues(t *testing.T) {
+	w := Windows{Op: Avg, Step: 60000, HasStart: true}
+	w.Add([]int64{1000, 2000, 3000}, []float64{1e308, 1.5e308, 1.7e308})
+	w.AddAggregate(60000, 2, math.Inf(1), 1.7e308, 1.7e308, 1.7e308) // an archived sum that overflowed
+	w.AddAggregate(120000, 2, 1.2e308, 0.2e308, 1e308, 1e308)
+	got := w.Result()
+	if len(got) != 3 || got[0].Value != 1.4e308 || !math.IsInf(got[1].Value, 1) || got[2].Value != 0.6e308 {
+		t.Errorf("AVG: %v, want [1.4e308 +Inf 0.6e308]", got)
+	}
+	w = Windows{Op: Avg, Step: 60000}
+	a, b := 0.1, 0.2
+	w.Add([]int64{1000, 2000}, []float64{a, b})
+	if got := w.Result(); got[0].Value != (a+b)/2 {
+		t.Errorf("AVG of small values: %v, want exactly (0.1+0.2)/2", got)
+	}
+	w = Windows{Op: Sum, Step: 60000}
+	w.Add([]int64{1000, 2000}, []float64{1e308, 1e308})
+	if got := w.Result(); !math.IsInf(got[0].Value, 1) {
+		t.Errorf("SUM: %v, want +Inf", got)
+	}
+}
+
 func TestAppendPoints(t *testing.T) {
 	if got := string(AppendPoints(nil, Count, []Point{{0, 1}, {1, 20}})); got != "[1, 20]" {
 		t.Fatalf("count: %q", got)

@@ -66,6 +66,7 @@ type Windows struct {
 	k      int64 // index of the open window, valid when n > 0
 	n      int64
 	acc    float64
+	scaled float64 // AVG: the sum times 2^-64, for when acc overflows
 	points []Point
 }
 
@@ -92,13 +93,16 @@ func (w *Windows) Add(ts []int64, vs []float64) {
 		}
 		v := vs[i]
 		if w.n == 0 {
-			w.acc = v
+			w.acc, w.scaled = v, v*avgScale
 			w.n = 1
 			continue
 		}
 		w.n++
 		switch w.Op {
-		case Avg, Sum:
+		case Avg:
+			w.acc += v
+			w.scaled += v * avgScale
+		case Sum:
 			w.acc += v
 		case Max:
 			if v > w.acc {
@@ -136,7 +140,7 @@ func (w *Windows) AddAggregate(t, count int64, sum, lo, hi, last float64) {
 	if w.n == 0 {
 		switch w.Op {
 		case Avg, Sum:
-			w.acc = sum
+			w.acc, w.scaled = sum, sum*avgScale
 		case Max:
 			w.acc = hi
 		case Min:
@@ -149,7 +153,10 @@ func (w *Windows) AddAggregate(t, count int64, sum, lo, hi, last float64) {
 	}
 	w.n += count
 	switch w.Op {
-	case Avg, Sum:
+	case Avg:
+		w.acc += sum
+		w.scaled += sum * avgScale
+	case Sum:
 		w.acc += sum
 	case Max:
 		w.acc = max(w.acc, hi)
@@ -160,6 +167,10 @@ func (w *Windows) AddAggregate(t, count int64, sum, lo, hi, last float64) {
 	}
 }
 
+// avgScale scales AVG's second sum, which cannot overflow unless about
+// 2^64 values are near the largest float.
+const avgScale = 0x1p-64
+
 func (w *Windows) close() {
 	if w.n == 0 {
 		return
@@ -168,6 +179,12 @@ func (w *Windows) close() {
 	switch w.Op {
 	case Avg:
 		v = w.acc / float64(w.n)
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			// The sum overflowed though every value is finite, and so is
+			// their mean: take it from the scaled sum (exact scaling, by
+			// a power of two).
+			v = w.scaled / float64(w.n) / avgScale
+		}
 	case Count:
 		v = float64(w.n)
 	}
