@@ -123,7 +123,7 @@ func (m *Monitor) serveCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	id, created, err := m.addRule(req.Metric, req.op, req.Secs, req.Limit, req.Cmp)
+	id, created, err := m.addRule(req.Metric, req.op, req.Secs, req.limit, req.Cmp)
 	switch {
 	case errors.Is(err, ErrBadRule), errors.Is(err, ErrTooManyRules):
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -150,13 +150,14 @@ func (m *Monitor) serveCreate(w http.ResponseWriter, r *http.Request) {
 
 // ruleRequest is the body of POST /api/v1/alerts.
 type ruleRequest struct {
-	Metric string  `json:"metric"`
-	Op     string  `json:"op"`
-	Secs   int64   `json:"secs"`
-	Limit  float64 `json:"limit"`
-	Cmp    string  `json:"cmp"`
+	Metric string   `json:"metric"`
+	Op     string   `json:"op"`
+	Secs   int64    `json:"secs"`
+	Limit  *float64 `json:"limit"` // required: there is no sensible default
+	Cmp    string   `json:"cmp"`
 
-	op query.Op
+	op    query.Op
+	limit float64
 }
 
 // parseRuleRequest decodes and validates a POSTed rule: one JSON object,
@@ -177,7 +178,11 @@ func parseRuleRequest(body []byte) (ruleRequest, error) {
 		return ruleRequest{}, fmt.Errorf("%w: unknown op %q", ErrBadRule, req.Op)
 	}
 	req.op = op
-	if _, err := validate(req.Metric, op, req.Secs, req.Limit, req.Cmp); err != nil {
+	if req.Limit == nil {
+		return ruleRequest{}, fmt.Errorf("%w: limit is required (a number)", ErrBadRule)
+	}
+	req.limit = *req.Limit
+	if _, err := validate(req.Metric, op, req.Secs, req.limit, req.Cmp); err != nil {
 		return ruleRequest{}, err
 	}
 	return req, nil
