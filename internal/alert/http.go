@@ -190,7 +190,8 @@ func parseRuleRequest(body []byte) (ruleRequest, error) {
 
 func (m *Monitor) serveHistory(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	var from, to, id int64
+	var from, id int64
+	to := int64(math.MaxInt64)
 	var err error
 	if s := q.Get("from"); s != "" {
 		if from, err = query.ParseTime([]byte(s)); err != nil {
@@ -218,9 +219,6 @@ func (m *Monitor) serveHistory(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		limit = min(n, maxHistoryLimit)
-	}
-	if to == 0 {
-		to = math.MaxInt64
 	}
 	b, err := m.history(from, to, id, limit)
 	if err != nil {

@@ -139,22 +139,21 @@ func (m *Monitor) persist(changed []*rule, events []*event, now int64) error {
 }
 
 // history returns the JSON array of stored notifications with from <= time
-// < to (unix ms; to 0 means no bound), of alert id when id > 0, newest
-// first, at most limit of them.
+// < to (unix ms; math.MaxInt64 for no bound), of alert id when id > 0,
+// newest first, at most limit of them.
 func (m *Monitor) history(from, to, id int64, limit int) ([]byte, error) {
 	out := []byte{'['}
 	n := 0
 	err := m.db.View(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketHistory).Cursor()
+		if to <= 0 {
+			return nil // entries are notifications, all after 1970
+		}
 		var k, v []byte
-		if to > 0 {
-			if k, _ = c.Seek(histKey(to, 0)); k == nil {
-				k, v = c.Last()
-			} else {
-				k, v = c.Prev() // the newest entry before to
-			}
-		} else {
+		if k, _ = c.Seek(histKey(to, 0)); k == nil {
 			k, v = c.Last()
+		} else {
+			k, v = c.Prev() // the newest entry before to
 		}
 		for ; k != nil && n < limit; k, v = c.Prev() {
 			t := histKeyTime(k)
