@@ -372,6 +372,14 @@ func TestHistoryBounded(t *testing.T) {
 	if len(got) != 1 {
 		t.Fatalf("after max age: %d entries, want 1", len(got))
 	}
+	// Checks that notify nothing prune too, once the oldest entry is due.
+	now = now.Add(2 * time.Hour)
+	m.check()
+	b, _ = m.history(0, math.MaxInt64, 0, 100)
+	decodeJSON(t, b, &got)
+	if len(got) != 0 {
+		t.Fatalf("after max age, with no notification: %d entries, want 0", len(got))
+	}
 }
 
 // TestNewSeriesWatched: a series created after the rule (a new label set

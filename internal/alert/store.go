@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 
 	"go.etcd.io/bbolt"
 
@@ -50,6 +51,7 @@ func (m *Monitor) load() error {
 			return err
 		}
 		m.histCount = h.Stats().KeyN
+		m.histOldest = oldestHistory(h)
 		return nil
 	})
 	if err != nil {
@@ -100,7 +102,8 @@ func (m *Monitor) load() error {
 // last value of a quiet rule is as of its last change) and the events to the history,
 // then prunes the history, all in one transaction. Called with m.mu held.
 func (m *Monitor) persist(changed []*rule, events []*event, now int64) error {
-	if len(changed) == 0 && len(events) == 0 {
+	oldest := now - m.opts.HistoryMaxAge.Milliseconds()
+	if len(changed) == 0 && len(events) == 0 && m.histOldest >= oldest {
 		return nil
 	}
 	return m.db.Update(func(tx *bbolt.Tx) error {
@@ -125,7 +128,6 @@ func (m *Monitor) persist(changed []*rule, events []*event, now int64) error {
 			}
 			n++
 		}
-		oldest := now - m.opts.HistoryMaxAge.Milliseconds()
 		c := hb.Cursor()
 		for k, _ := c.First(); k != nil && (n > m.opts.HistoryLimit || histKeyTime(k) < oldest); k, _ = c.First() {
 			if err := c.Delete(); err != nil {
@@ -134,8 +136,18 @@ func (m *Monitor) persist(changed []*rule, events []*event, now int64) error {
 			n--
 		}
 		m.histCount = n
+		m.histOldest = oldestHistory(hb)
 		return nil
 	})
+}
+
+// oldestHistory returns the time of the oldest entry of the history
+// bucket, or math.MaxInt64 when it is empty.
+func oldestHistory(h *bbolt.Bucket) int64 {
+	if k, _ := h.Cursor().First(); k != nil {
+		return histKeyTime(k)
+	}
+	return math.MaxInt64
 }
 
 // history returns the JSON array of stored notifications with from <= time
