@@ -4,9 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -187,14 +189,20 @@ func TestMeter(t *testing.T) {
 	}
 }
 
-// exactQuantile is the nearest-rank quantile: the ⌈q·n⌉-th smallest.
+// exactQuantile is the nearest-rank quantile: the ⌈q·n⌉-th smallest, with
+// q the decimal its shortest representation spells, in exact arithmetic.
 func exactQuantile(sorted []float64, q float64) float64 {
-	r := int(math.Ceil(q * float64(len(sorted))))
-	return sorted[max(r, 1)-1]
+	x, _ := new(big.Rat).SetString(strconv.FormatFloat(q, 'g', -1, 64))
+	x.Mul(x, new(big.Rat).SetInt64(int64(len(sorted))))
+	r := new(big.Int).Quo(x.Num(), x.Denom()) // floor, x >= 0
+	if !x.IsInt() {
+		r.Add(r, big.NewInt(1))
+	}
+	return sorted[max(int(r.Int64()), 1)-1]
 }
 
 func TestHistogramQuantiles(t *testing.T) {
-	qs := []float64{0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1}
+	qs := []float64{0.01, 0.07, 0.25, 0.28, 0.5, 0.55, 0.9, 0.99, 0.999, 1}
 	rng := rand.New(rand.NewPCG(1, 2))
 	tests := []struct {
 		name string
@@ -245,6 +253,29 @@ func TestHistogramQuantiles(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHistogramQuantileRank: q·n just above an integer by rounding alone
+// (0.07·100) takes that rank, not the next one.
+func TestHistogramQuantileRank(t *testing.T) {
+	qs := []float64{0.07, 0.28, 0.55, 0.57}
+	c, clk := newManualClient(t, &Options{Quantiles: qs})
+	h := c.Histogram("h")
+	for i := 1; i <= 100; i++ {
+		h.Observe(float64(i))
+	}
+	clk.set(at(10_000))
+	c.collect(true)
+	got := map[string]float64{}
+	for _, p := range c.Get("h") {
+		got[p.Name] = p.Value
+	}
+	for _, q := range qs {
+		want := math.Round(q * 100) // the rank, and the value of that rank
+		if v := got["h."+quantileSuffix(q)]; math.Abs(v-want) > maxRelErr*want {
+			t.Errorf("q %v: %v, want about %v", q, v, want)
+		}
 	}
 }
 

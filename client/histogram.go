@@ -167,13 +167,7 @@ func (h *Histogram) collect(dst []point, ts int64) []point {
 
 // quantile returns the estimated ⌈q·n⌉-th smallest of the n observations.
 func (c *histCell) quantile(q float64, n uint64) float64 {
-	rank := uint64(math.Ceil(q * float64(n)))
-	if rank < 1 {
-		rank = 1
-	}
-	if rank > n {
-		rank = n
-	}
+	rank := nearestRank(q, n)
 	var seen uint64
 	// Negative values, from the largest magnitude down.
 	for oct := octaves - 1; oct >= 0; oct-- {
@@ -236,4 +230,14 @@ func newHistogram(name string, quantiles []float64) *Histogram {
 	h.cells[0].reset()
 	h.cells[1].reset()
 	return h
+}
+
+// nearestRank returns ⌈q·n⌉, from 1 to n, with q·n taken as the decimal
+// quantile means: a product that rounding put just above an integer
+// (0.07·100 is 7.000000000000001 in floating point) counts as that
+// integer, not the next.
+func nearestRank(q float64, n uint64) uint64 {
+	x := q * float64(n)
+	rank := uint64(math.Ceil(x - x*1e-12))
+	return min(max(rank, 1), n)
 }
