@@ -221,6 +221,7 @@ func (c *conn) tooLong(prefix []byte) error {
 	c.s.stats.longLines.Add(1)
 	c.s.stats.bad.Add(1)
 	c.submitBatch()
+	prefix = bytes.TrimLeft(prefix, " \t") // blanks may come before the command
 	c.out = append(c.out, wire.UsageFor(wire.CommandOf(prefix[:min(len(prefix), 64)]))...)
 	c.s.log.Debug("request line too long", "remote", c.nc.RemoteAddr().String())
 	return errClose

@@ -482,6 +482,14 @@ func TestMaxInflight(t *testing.T) {
 
 func TestLongLine(t *testing.T) {
 	ts := startServer(t, Options{})
+	// Blanks before the command, more than the 64 bytes the command is
+	// looked for in: still the QUERY usage line.
+	c := dial(t, ts.addr)
+	c.sendAsync(strings.Repeat(" ", 70) + "QUERY " + strings.Repeat("x", MaxLine) + " MAX 60\n")
+	if got := c.line(); got != "400 Bad Request -- QUERY <id:str> <op:AVG|MAX|MIN|COUNT> <secs:int> [from:iso_date] [to:iso_date]\n" {
+		t.Fatalf("long QUERY after blanks: %q", got)
+	}
+	c.expectClosed()
 	for _, n := range []int{1000, MaxLine - len("LOG  1"), MaxLine - len("LOG  1") + 1, 3 * MaxLine} {
 		c := dial(t, ts.addr)
 		c.sendAsync("LOG " + strings.Repeat("x", n) + " 1\nPING\n")
