@@ -275,6 +275,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if s.httpLn != nil {
 		if err := s.httpSrv.Shutdown(sctx); err != nil {
+			// Close the connections still open (a stalled export), so
+			// that their handlers stop before the store closes.
+			s.httpSrv.Close()
 			s.log.Warn("http requests cut short", "err", err)
 		}
 	}
