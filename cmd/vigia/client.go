@@ -100,34 +100,23 @@ func interactive(conn net.Conn, in io.Reader, out io.Writer) int {
 func copyReplies(out io.Writer, conn net.Conn) (int, error) {
 	br := bufio.NewReader(conn)
 	replies := 0
+	first := true // the next chunk starts a line
 	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			if _, werr := out.Write(line); werr != nil {
+		chunk, err := br.ReadSlice('\n') // a long line comes in several chunks
+		if first && len(chunk) > 0 && !bytes.HasPrefix(chunk, []byte("ALERT ")) {
+			replies++
+		}
+		if len(chunk) > 0 {
+			if _, werr := out.Write(chunk); werr != nil {
 				return replies, werr
 			}
 		}
+		first = err == nil
 		switch {
-		case err == nil:
-			if !bytes.HasPrefix(line, []byte("ALERT ")) {
-				replies++
-			}
-		case err == bufio.ErrBufferFull:
-			// A long reply (a QUERY over many windows): the rest follows.
-			for err == bufio.ErrBufferFull {
-				line, err = br.ReadSlice('\n')
-				if _, werr := out.Write(line); werr != nil {
-					return replies, werr
-				}
-			}
-			if err == nil {
-				replies++
-			}
-		}
-		if err == io.EOF {
+		case err == nil || err == bufio.ErrBufferFull:
+		case err == io.EOF:
 			return replies, nil
-		}
-		if err != nil {
+		default:
 			return replies, err
 		}
 	}

@@ -98,3 +98,20 @@ func TestClientCommandLongInput(t *testing.T) {
 	}
 	s.dial().expect("QUERY cli.after COUNT 1", wantNotFound)
 }
+
+// TestCopyRepliesCounts counts reply lines, long ones once, and leaves
+// pushed ALERT lines out, long ones too.
+func TestCopyRepliesCounts(t *testing.T) {
+	server, client := net.Pipe()
+	long := strings.Repeat("x", 10000)
+	in := "200 PONG\n200 [" + long + "]\nALERT {" + long + "}\nALERT {}\n201 Metric Inserted\n"
+	go func() {
+		server.Write([]byte(in))
+		server.Close()
+	}()
+	var out bytes.Buffer
+	n, err := copyReplies(&out, client)
+	if err != nil || n != 3 || out.String() != in {
+		t.Fatalf("%d replies, err %v, copied %d of %d bytes; want 3 replies, all copied", n, err, out.Len(), len(in))
+	}
+}
