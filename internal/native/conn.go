@@ -116,7 +116,11 @@ func (c *conn) serve() {
 		c.linger()
 	case err == io.EOF:
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		if !c.stopping.Load() {
+		if c.stopping.Load() {
+			// Shutdown: requests not read yet stay unanswered, but the
+			// replies written must reach the client, not a reset.
+			c.linger()
+		} else {
 			c.s.stats.timeouts.Add(1)
 		}
 	}
@@ -142,17 +146,20 @@ func (c *conn) readLoop() error {
 }
 
 // linger half-closes a connection the server ends (overload, a line too
-// long, an error) and discards what the client still sends for a moment,
-// so that the client reads the last reply rather than a reset caused by
-// unread data.
+// long, an error, a shutdown) and discards what the client still sends for
+// a moment, so that the client reads the last reply rather than a reset
+// caused by unread data.
 func (c *conn) linger() {
 	tc, ok := c.nc.(*net.TCPConn)
-	if !ok || c.stopping.Load() {
+	if !ok {
 		return
 	}
 	tc.CloseWrite()
+	// Closing with unread data would reset the connection, and a reset
+	// discards the replies still in the socket's send queue: read until
+	// the client closes its side, or for a second at most.
 	tc.SetReadDeadline(time.Now().Add(time.Second))
-	io.CopyN(io.Discard, tc, 1<<20)
+	io.Copy(io.Discard, tc)
 }
 
 // next returns the next request line without its line ending. When no

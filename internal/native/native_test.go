@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"runtime"
@@ -643,5 +644,46 @@ func BenchmarkPipelinedLOG(b *testing.B) {
 	}
 	if err := <-done; err != nil {
 		b.Fatal(err)
+	}
+}
+
+// TestShutdownDeliversReplies shuts the server down while a client
+// pipelines LOGs: every LOG the store holds afterwards had its reply
+// delivered (the connection is half-closed and drained, not reset with
+// replies in flight), and none was answered without being stored.
+func TestShutdownDeliversReplies(t *testing.T) {
+	ts := startServer(t, Options{})
+	c := dial(t, ts.addr)
+	c.do("PING")
+	var req strings.Builder
+	for i := range 300000 {
+		fmt.Fprintf(&req, "LOG s %d\n", i)
+	}
+	c.sendAsync(req.String())
+	if got := c.line(); got != "201 Metric Inserted\n" {
+		t.Fatal(got)
+	}
+	replies := 1
+	go ts.srv.Shutdown(context.Background())
+	time.Sleep(100 * time.Millisecond) // replies pile up in the socket buffers
+	for {
+		l, err := c.r.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if l != "201 Metric Inserted\n" {
+			t.Fatalf("reply %q", l)
+		}
+		replies++
+	}
+	err := <-ts.done
+	ts.done <- err
+	ref, ok := ts.db.Lookup([]byte("s"), nil)
+	stored := 0
+	if ok {
+		ts.db.Scan(ref, 0, math.MaxInt64, func(ts []int64, vs []float64) bool { stored += len(ts); return true })
+	}
+	if replies != stored {
+		t.Fatalf("%d replies received, %d samples stored", replies, stored)
 	}
 }
