@@ -61,14 +61,26 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# up refuses to start while what an earlier up started still runs (the
+# server or a load client: make down stops them), and reports success only
+# once its own server is listening.
 up: build
 	@mkdir -p $(RUN_DIR)
-	@if [ -f $(RUN_DIR)/server.pid ] && kill -0 $$(cat $(RUN_DIR)/server.pid) 2>/dev/null; then \
-	  echo "already up (pid $$(cat $(RUN_DIR)/server.pid)); make down first"; exit 1; fi
+	@for f in $(RUN_DIR)/server.pid $(RUN_DIR)/load-*.pid; do \
+	  [ -f "$$f" ] || continue; pid=$$(cat $$f); \
+	  if tr '\0' ' ' 2>/dev/null </proc/$$pid/cmdline | grep -q "^$(BIN) "; then \
+	    echo "already up ($$f: pid $$pid still runs); make down first"; exit 1; fi; \
+	  rm -f $$f; \
+	done
 	@$(BIN) server --data-dir $(RUN_DIR)/data --native-addr $(NATIVE_ADDR) --http-addr $(HTTP_ADDR) \
 	  >$(RUN_DIR)/server.log 2>&1 & echo $$! >$(RUN_DIR)/server.pid
-	@for i in $$(seq 50); do $(BIN) client --addr $(NATIVE_ADDR) PING >/dev/null 2>&1 && break; sleep 0.1; done
-	@$(BIN) client --addr $(NATIVE_ADDR) PING >/dev/null || { echo "server did not start:"; cat $(RUN_DIR)/server.log; exit 1; }
+	@pid=$$(cat $(RUN_DIR)/server.pid); \
+	for i in $$(seq 50); do \
+	  kill -0 $$pid 2>/dev/null || break; \
+	  grep -q 'msg="native protocol listening"' $(RUN_DIR)/server.log && exit 0; \
+	  sleep 0.1; \
+	done; \
+	echo "server did not start:"; cat $(RUN_DIR)/server.log; kill $$pid 2>/dev/null; rm -f $(RUN_DIR)/server.pid; exit 1
 	@for i in $$(seq $(CLIENT_REPLICAS)); do \
 	  $(BIN) load --addr $(NATIVE_ADDR) --clients 1 --rate 10 --metrics 10 --prefix load$$i --duration 0 \
 	    >$(RUN_DIR)/load-$$i.log 2>&1 & echo $$! >$(RUN_DIR)/load-$$i.pid; \
@@ -86,7 +98,7 @@ manual: build
 down:
 	@for f in $(RUN_DIR)/load-*.pid $(RUN_DIR)/server.pid; do \
 	  [ -f "$$f" ] || continue; pid=$$(cat $$f); \
-	  if tr '\0' ' ' </proc/$$pid/cmdline 2>/dev/null | grep -q "^$(BIN) "; then \
+	  if tr '\0' ' ' 2>/dev/null </proc/$$pid/cmdline | grep -q "^$(BIN) "; then \
 	    kill -TERM $$pid; for i in $$(seq 100); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; \
 	    echo "stopped $$f ($$pid)"; \
 	  fi; rm -f $$f; \
