@@ -44,6 +44,12 @@ func runLoad(args []string) int {
 	case o.Duration < 0:
 		fmt.Fprintln(os.Stderr, "vigia load: --duration must not be negative")
 		return 2
+	case o.Window < 1:
+		fmt.Fprintln(os.Stderr, "vigia load: --window must be at least 1")
+		return 2
+	case o.Interval <= 0:
+		fmt.Fprintln(os.Stderr, "vigia load: --interval must be above 0")
+		return 2
 	}
 	log, err := logger()
 	if err != nil {

@@ -38,6 +38,27 @@ func runServer(args []string) int {
 		fmt.Fprintf(os.Stderr, "vigia server: unexpected argument %q (see vigia server --help)\n", fs.Arg(0))
 		return 2
 	}
+	// Zero or negative limits and durations would mean nothing sensible
+	// (the store and listeners would quietly take their defaults): refuse.
+	for _, c := range []struct {
+		flag string
+		val  any
+		ok   bool
+	}{
+		{"--max-conns", o.MaxConns, o.MaxConns >= 1},
+		{"--max-inflight", o.MaxInflight, o.MaxInflight >= 1},
+		{"--max-query-points", o.MaxQueryPoints, o.MaxQueryPoints >= 1},
+		{"--max-series", o.MaxSeries, o.MaxSeries >= 1},
+		{"--idle-timeout", o.IdleTimeout, o.IdleTimeout > 0},
+		{"--alert-interval", o.AlertInterval, o.AlertInterval > 0},
+		{"--flush-interval", o.FlushInterval, o.FlushInterval > 0},
+		{"--retention", o.RawRetention, o.RawRetention > 0},
+	} {
+		if !c.ok {
+			fmt.Fprintf(os.Stderr, "vigia server: %s %v: must be positive (see vigia server --help)\n", c.flag, c.val)
+			return 2
+		}
+	}
 	switch *notify {
 	case "every-check":
 	case "changes":
@@ -52,11 +73,6 @@ func runServer(args []string) int {
 		return 2
 	}
 	o.Logger = log
-	srv, err := server.Open(o)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "vigia server: %v\n", err)
-		return 1
-	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -69,6 +85,11 @@ func runServer(args []string) int {
 			return 1
 		}
 		defer pprof.StopCPUProfile()
+	}
+	srv, err := server.Open(o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vigia server: %v\n", err)
+		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

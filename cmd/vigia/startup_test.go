@@ -117,4 +117,26 @@ func TestStartupErrors(t *testing.T) {
 			t.Errorf("bad flag value: %v, want exit status 2\n%s", err, out)
 		}
 	})
+	// Zero or negative limits and durations are refused, not replaced by
+	// the defaults.
+	for _, args := range [][]string{
+		{"--max-conns", "-5"}, {"--max-inflight", "0"}, {"--max-series", "0"}, {"--max-query-points", "-1"},
+		{"--retention", "0"}, {"--retention", "-1h"}, {"--alert-interval", "-1s"}, {"--idle-timeout", "0"},
+		{"--flush-interval", "0s"},
+	} {
+		t.Run("flag "+strings.Join(args, " "), func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
+			defer cancel()
+			all := append([]string{"server", "--data-dir", t.TempDir(), "--native-addr", "off", "--http-addr", "off"}, args...)
+			var stderr bytes.Buffer
+			cmd := exec.CommandContext(ctx, binary(t), all...)
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 ||
+				strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), args[0]+" ") {
+				t.Errorf("%v: %v, stderr %q; want exit status 2 and one line naming %s", args, err, stderr.String(), args[0])
+			}
+		})
+	}
 }
