@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,9 +52,10 @@ func oneShot(conn net.Conn, req string, timeout time.Duration) int {
 
 // interactive copies lines from in to the server and everything the server
 // sends to out, until in ends and every request was answered, or the
-// server closes the connection. It returns 1 when a request went
-// unanswered: the server closed the connection first (a 503, a line over
-// 64 KiB), or a line of input was too long to send.
+// server closes the connection (then at once, even while waiting for
+// input). It returns 1 when a request went unanswered: the server closed
+// the connection first (a 503, a line over 64 KiB, a shutdown), or a line
+// of input was too long to send.
 func interactive(conn net.Conn, in io.Reader, out io.Writer) int {
 	type result struct {
 		replies int
@@ -64,32 +66,50 @@ func interactive(conn net.Conn, in io.Reader, out io.Writer) int {
 		replies, err := copyReplies(out, conn)
 		done <- result{replies, err}
 	}()
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	sent, unsent := 0, false
-	for sc.Scan() {
-		if _, err := fmt.Fprintf(conn, "%s\n", sc.Text()); err != nil {
-			unsent = true // the server closed the connection
-			break
+	var sent atomic.Int64
+	var inErr error                   // set before inputEnded is closed
+	inputEnded := make(chan struct{}) // standard input ended (not closed if a write failed)
+	go func() {
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if _, err := fmt.Fprintf(conn, "%s\n", sc.Text()); err != nil {
+				return // the server closed the connection
+			}
+			sent.Add(1)
 		}
-		sent++
+		// The server answers what was sent before a line too long to
+		// read; the rest of the input is not sent, and the exit status
+		// says so.
+		inErr = sc.Err()
+		close(inputEnded)
+		if tc, ok := conn.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+	}()
+	r := <-done // the server closed the connection: after our input, or first
+	ended := false
+	select {
+	case <-inputEnded:
+		ended = true
+	default:
 	}
-	// The server answers what was sent before a line too long to read; the
-	// rest of the input is not sent, and the exit status says so.
-	inErr := sc.Err()
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.CloseWrite()
-	}
-	r := <-done
+	n := int(sent.Load())
 	switch {
 	case r.err != nil:
 		fmt.Fprintf(os.Stderr, "vigia client: %v\n", r.err)
 		return 1
-	case inErr != nil:
+	case ended && inErr != nil:
 		fmt.Fprintf(os.Stderr, "vigia client: reading standard input: %v (requests are at most 64 KiB); stopped there\n", inErr)
 		return 1
-	case r.replies < sent || unsent:
-		fmt.Fprintf(os.Stderr, "vigia client: the server closed the connection after answering %d of the %d requests sent; the rest were not executed\n", r.replies, sent)
+	case r.replies < n:
+		fmt.Fprintf(os.Stderr, "vigia client: the server closed the connection after answering %d of the %d requests sent; the rest were not executed\n", r.replies, n)
+		return 1
+	case !ended:
+		// Every request sent was answered, but the server closed the
+		// connection while standard input was still open (a line it
+		// refused, an idle timeout, a shutdown).
+		fmt.Fprintf(os.Stderr, "vigia client: the server closed the connection after answering %d of the %d requests sent; the rest of the input was not sent\n", r.replies, n)
 		return 1
 	}
 	return 0

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -113,5 +114,37 @@ func TestCopyRepliesCounts(t *testing.T) {
 	n, err := copyReplies(&out, client)
 	if err != nil || n != 3 || out.String() != in {
 		t.Fatalf("%d replies, err %v, copied %d of %d bytes; want 3 replies, all copied", n, err, out.Len(), len(in))
+	}
+}
+
+// TestClientNoticesClose: the server closing the connection (here its idle
+// timeout) ends an interactive client at once, while its input is still
+// open, with status 1 and a line saying so.
+func TestClientNoticesClose(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "--http-addr", "off", "--idle-timeout", "1s")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary(t), "client", "--addr", s.native)
+	cmd.Stdin = pr
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	pw.Write([]byte("PING\n"))
+	err = cmd.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("client still running %v after the server closed the connection", exitTimeout)
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || out.String() != wantPong+"\n" ||
+		!strings.Contains(errOut.String(), "closed the connection after answering 1 of the 1 requests sent") {
+		t.Errorf("status %v, stdout %q, stderr %q; want the PONG, status 1, a line saying the server closed the connection", err, out.String(), errOut.String())
 	}
 }
