@@ -131,7 +131,12 @@ func (e *Executor) addArchived(st Store, refs []tsdb.SeriesRef, res time.Duratio
 		}
 	}
 	if len(refs) > 1 {
-		slices.SortStableFunc(e.aggs, func(a, b tsdb.Aggregate) int { return cmp.Compare(a.T, b.T) })
+		// By window, then by the time of the last sample, so that LAST
+		// takes the latest sample of all the series (equal times: the
+		// order of refs, as for raw samples).
+		slices.SortStableFunc(e.aggs, func(a, b tsdb.Aggregate) int {
+			return cmp.Or(cmp.Compare(a.T, b.T), cmp.Compare(a.LastT, b.LastT))
+		})
 	}
 	for _, a := range e.aggs {
 		e.win.AddAggregate(a.T, a.Count, a.Sum, a.Min, a.Max, a.Last)

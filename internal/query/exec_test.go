@@ -146,3 +146,42 @@ func TestExecutorArchives(t *testing.T) {
 }
 
 func head(p []Point) []Point { return p[:min(len(p), 5)] }
+
+// TestExecutorArchivesLastAcrossSeries: LAST over archived windows of a
+// name with several series takes the latest sample of all of them, not
+// the last series' (archive points carry their last sample's time).
+func TestExecutorArchivesLastAcrossSeries(t *testing.T) {
+	now := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	opts := &tsdb.Options{Now: func() time.Time { return now }, RawRetention: 48 * time.Hour, MergeInterval: 5 * time.Millisecond}
+	db, err := tsdb.Open(t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	day := now.Add(-5*24*time.Hour).UnixMilli() / 86400000 * 86400000
+	a, _ := db.GetOrCreate([]byte("m"), []tsdb.Label{{Name: "k", Value: "a"}})
+	b, _ := db.GetOrCreate([]byte("m"), []tsdb.Label{{Name: "k", Value: "b"}})
+	if err := db.Append([]tsdb.Sample{{Ref: a, T: day + 50000, V: 1}, {Ref: b, T: day + 10000, V: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	var ex Executor
+	q := Spec{Name: []byte("m"), Op: Last, Step: 60000, From: day, HasFrom: true}
+	if got, err := ex.Run(db, q); err != nil || len(got) != 1 || got[0].Value != 1 {
+		t.Fatalf("from the raw data: %v, %v; want [1]", got, err)
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); db.ArchivedTo() <= day; {
+		if time.Now().After(deadline) {
+			t.Fatal("retention did not archive")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, step := range []int64{60000, 3600000} {
+		q.Step = step
+		if got, err := ex.Run(db, q); err != nil || len(got) != 1 || got[0].Value != 1 {
+			t.Fatalf("from the archives, step %d: %v, %v; want [1]", step, got, err)
+		}
+	}
+}

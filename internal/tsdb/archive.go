@@ -46,6 +46,7 @@ type Aggregate struct {
 	Min   float64
 	Max   float64
 	Last  float64 // value of the sample with the greatest time (the latest to arrive among equals)
+	LastT int64   // that sample's time: ScanAggregates sets it, for merging the points of several series
 }
 
 func floorDiv(a, b int64) int64 {
@@ -542,7 +543,8 @@ func (db *DB) ScanAggregates(ref SeriesRef, res time.Duration, mint, maxt int64,
 				return err
 			}
 		}
-		pts, _ := combineSorted(d.pts, d.lastT)
+		pts, lastT := combineSorted(d.pts, d.lastT)
+		setLastT(pts, lastT)
 		for i := 0; i < len(pts); i += aggChunk {
 			if !fn(pts[i:min(i+aggChunk, len(pts))]) {
 				return nil
@@ -560,6 +562,7 @@ func (db *DB) ScanAggregates(ref SeriesRef, res time.Duration, mint, maxt int64,
 		agg.add(ts, vs)
 		if n := len(agg.pts); n > aggChunk {
 			// The last point may still grow; keep it.
+			setLastT(agg.pts, agg.lastT)
 			if !fn(agg.pts[:n-1]) {
 				stopped = true
 				return false
@@ -572,6 +575,14 @@ func (db *DB) ScanAggregates(ref SeriesRef, res time.Duration, mint, maxt int64,
 	if err != nil || stopped || len(agg.pts) == 0 {
 		return err
 	}
+	setLastT(agg.pts, agg.lastT)
 	fn(agg.pts)
 	return nil
+}
+
+// setLastT copies each point's time of its last sample into it.
+func setLastT(pts []Aggregate, lastT []int64) {
+	for i := range pts {
+		pts[i].LastT = lastT[i]
+	}
 }
