@@ -196,6 +196,12 @@ type loadClient struct {
 	vals  []float64 // each metric's random walk
 	rng   *rand.Rand
 	next  int // the metric of the next request
+
+	// The schedule, kept across reconnections so that requests due while
+	// the client was disconnected count as skipped: requests are due at
+	// start + k/rate; k counts those sent or skipped so far.
+	start time.Time
+	k     int64
 }
 
 func newLoadClient(id int, o *LoadOptions, ctr *loadCounters, hist *Histogram) *loadClient {
@@ -373,8 +379,16 @@ func hasPrefix(b, prefix []byte) bool {
 // is done, or a write fails.
 func (c *loadClient) write(ctx context.Context, nc net.Conn, fifo chan<- pendingBatch, outstanding *atomic.Int64, readDone <-chan struct{}) {
 	rate := c.o.Rate
-	start := time.Now()
-	var k int64 // requests scheduled so far (sent or skipped)
+	if c.start.IsZero() {
+		c.start = time.Now()
+	} else if missed := int64(time.Since(c.start).Seconds()*rate) - c.k; missed > 0 {
+		// Due while disconnected: skipped, not sent in a burst now.
+		c.ctr.skipped.Add(uint64(missed))
+		c.k += missed
+	}
+	start := c.start
+	k := c.k
+	defer func() { c.k = k }()
 	var buf []byte
 	t := time.NewTimer(0)
 	defer t.Stop()
