@@ -44,9 +44,11 @@ type pacedConn struct {
 
 // pacedRun sends each source on its own connection at rate requests per
 // second per connection, in bursts every pacedTick, for d (or until a
-// source runs out), and measures each request's round trip from the write
-// of its burst to the read of its reply. Requests sent in the first warmup
-// are answered but not measured. Any reply other than 201 fails it.
+// source runs out), and measures each request's round trip from the time
+// it was due (start + its index / rate) to the read of its reply, so that
+// a sender running late (a burst written after its time, the cores busy)
+// counts the wait too: no coordinated omission. Requests due in the first
+// warmup are answered but not measured. Any reply other than 201 fails it.
 // background, if not nil, returns the server's time spent flushing and
 // merging so far; each second is then counted as busy or quiet.
 func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64, d, warmup, stall time.Duration, progress io.Writer, background func() (flushing, merging float64, ok bool)) (pacedResult, error) {
@@ -84,12 +86,16 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := pacedRead(nc, fifos[i], stall, func(b pendingBatch, n int, at time.Time) {
+			err := pacedRead(nc, fifos[i], stall, func(b pendingBatch, off, n int, at time.Time) {
 				pc.acked.Add(int64(n))
-				rtt := at.Sub(b.t)
-				pc.all.RecordN(rtt, uint64(n))
-				if !b.t.Before(measureAfter) {
-					pc.hist.RecordN(rtt, uint64(n))
+				due := b.t.Add(time.Duration(off) * b.step)
+				for range n {
+					rtt := at.Sub(due)
+					pc.all.RecordN(rtt, 1)
+					if !due.Before(measureAfter) {
+						pc.hist.RecordN(rtt, 1)
+					}
+					due = due.Add(b.step)
 				}
 				pc.last.Store(at.UnixNano())
 			})
@@ -179,6 +185,8 @@ func pace(conns []net.Conn, srcs []pacedSource, fifos []chan pendingBatch, start
 	}()
 	sent := make([]int, len(srcs))
 	var total int64
+	step := time.Duration(float64(time.Second) / rate)
+	dueAt := func(j int) time.Time { return start.Add(time.Duration(float64(j) / rate * float64(time.Second))) }
 	for {
 		now := time.Now()
 		el := now.Sub(start)
@@ -197,7 +205,7 @@ func pace(conns []net.Conn, srcs []pacedSource, fifos []chan pendingBatch, start
 			if sent[i] > 0 {
 				from = src.ends[sent[i]-1]
 			}
-			fifos[i] <- pendingBatch{n: due, t: now}
+			fifos[i] <- pendingBatch{n: due, t: dueAt(sent[i]), step: step}
 			if _, err := conns[i].Write(src.buf[from:src.ends[sent[i]+due-1]]); err != nil {
 				return total, fmt.Errorf("connection %d: send: %w", i, err)
 			}
@@ -223,9 +231,9 @@ var errNoRequest = errors.New("a reply to no request")
 
 // pacedRead reads the replies to the bursts pace queues on fifo until the
 // PONG that ends the run. For each burst with replies in a read, it calls
-// fn with the burst, the number of its 201 replies in the read, and the time
-// the read returned.
-func pacedRead(nc net.Conn, fifo <-chan pendingBatch, stall time.Duration, fn func(b pendingBatch, n int, at time.Time)) error {
+// fn with the burst, the index in the burst of the first of them, the
+// number of its 201 replies in the read, and the time the read returned.
+func pacedRead(nc net.Conn, fifo <-chan pendingBatch, stall time.Duration, fn func(b pendingBatch, off, n int, at time.Time)) error {
 	rr := newReplyReader(nc)
 	var cur pendingBatch
 	left, k := 0, 0 // replies of cur still due; read in this read
@@ -239,7 +247,7 @@ func pacedRead(nc net.Conn, fifo <-chan pendingBatch, stall time.Duration, fn fu
 			}
 			if left == 0 {
 				if k > 0 {
-					fn(cur, k, rr.at)
+					fn(cur, cur.n-k, k, rr.at)
 					k = 0
 				}
 				if string(line) == "200 PONG" {
@@ -261,7 +269,7 @@ func pacedRead(nc net.Conn, fifo <-chan pendingBatch, stall time.Duration, fn fu
 			k++
 		})
 		if k > 0 {
-			fn(cur, k, rr.at)
+			fn(cur, cur.n-left-k, k, rr.at)
 			k = 0
 		}
 		if bad != nil {

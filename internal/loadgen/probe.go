@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -229,9 +231,15 @@ type CPUUse struct {
 	Server  float64 `json:"server_cpu_seconds"`  // the server process (with --pid)
 	Client  float64 `json:"client_cpu_seconds"`  // this process
 	IRQ     float64 `json:"irq_cpu_seconds"`     // interrupts, softirqs: loopback TCP delivery
-	Others  float64 `json:"others_cpu_seconds"`  // every other process
+	Others  float64 `json:"others_cpu_seconds"`  // every other process (see OthersWithIRQ)
 	Steal   float64 `json:"steal_cpu_seconds"`   // taken by the hypervisor
 	Machine float64 `json:"machine_cpu_seconds"` // the cores' time, busy or not
+	// OthersWithIRQ: the kernel charges interrupt time to the process it
+	// interrupts (tick-based accounting, no CONFIG_IRQ_TIME_ACCOUNTING),
+	// so Server and Client hold part of IRQ and Others cannot be told from
+	// the interrupts that hit other processes or an idle core: Others is
+	// then everything busy but the server and this process, an upper bound.
+	OthersWithIRQ bool `json:"others_include_irq"`
 }
 
 func cpuUse(a, b cpuSample) *CPUUse {
@@ -245,6 +253,33 @@ func cpuUse(a, b cpuSample) *CPUUse {
 	}
 	u.IRQ = (b.softirq - a.softirq).Seconds()
 	u.Steal = (b.steal - a.steal).Seconds()
-	u.Others = max((b.busy-a.busy).Seconds()-u.Server-u.Client-u.IRQ, 0)
+	others := (b.busy - a.busy).Seconds() - u.Server - u.Client
+	if irqTimeSeparate() {
+		others -= u.IRQ
+	} else {
+		u.OthersWithIRQ = true
+	}
+	u.Others = max(others, 0)
 	return u
 }
+
+// irqTimeSeparate reports whether the kernel keeps interrupt time out of
+// the processes' CPU times (CONFIG_IRQ_TIME_ACCOUNTING or full dynticks
+// accounting), as far as /proc/config.gz tells; false when it cannot tell.
+var irqTimeSeparate = sync.OnceValue(func() bool {
+	f, err := os.Open("/proc/config.gz")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return false
+	}
+	b, err := io.ReadAll(io.LimitReader(zr, 16<<20))
+	if err != nil {
+		return false
+	}
+	return bytes.Contains(b, []byte("\nCONFIG_IRQ_TIME_ACCOUNTING=y\n")) ||
+		bytes.Contains(b, []byte("\nCONFIG_VIRT_CPU_ACCOUNTING_GEN=y\n"))
+})

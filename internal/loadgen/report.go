@@ -71,8 +71,12 @@ func (p *printer) cpu(u *CPUUse, serverNs float64, cores int) {
 	if serverNs > 0 {
 		p.f(" (%.0f ns/sample)", serverNs)
 	}
-	p.f(", this sender %.2f s, interrupts %.2f s, other processes %.2f s, hypervisor steal %.2f s, of %.2f s of %d cores\n",
-		u.Client, u.IRQ, u.Others, u.Steal, u.Machine, cores)
+	others := "other processes"
+	if u.OthersWithIRQ {
+		others = "other processes (with the interrupts that hit them or an idle core)"
+	}
+	p.f(", this sender %.2f s, interrupts %.2f s, %s %.2f s, hypervisor steal %.2f s, of %.2f s of %d cores\n",
+		u.Client, u.IRQ, others, u.Others, u.Steal, u.Machine, cores)
 }
 
 type printer struct {
