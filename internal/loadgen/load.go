@@ -281,6 +281,7 @@ type pendingBatch struct {
 	n    int
 	t    time.Time     // when the first request was sent, or (vigia bench) due
 	step time.Duration // vigia bench: request k of the batch was due at t + k*step
+	sent time.Time     // vigia bench: when the batch was written
 }
 
 // session sends paced requests on nc and reads their replies until ctx is

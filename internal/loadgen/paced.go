@@ -22,7 +22,8 @@ type pacedSource struct {
 type pacedResult struct {
 	sent, acked int64
 	elapsed     time.Duration // from the first write to the last reply
-	hist        HistSnapshot  // round trips of the requests sent after the warm-up
+	hist        HistSnapshot  // round trips of the requests due after the warm-up, from their burst's scheduled time
+	fromWrite   HistSnapshot  // the same requests' round trips from the write of their burst
 
 	// The round trips answered in each whole second after the first,
 	// apart: the seconds in which the server flushed or merged, and the
@@ -38,6 +39,7 @@ const pacedTick = time.Millisecond
 // reader owns its counters, so that readers do not contend.
 type pacedConn struct {
 	hist, all Histogram    // after the warm-up; every request, for progress
+	fromWrite Histogram    // after the warm-up, from the write of the burst
 	acked     atomic.Int64 // replies read
 	last      atomic.Int64 // unix ns of the last reply
 }
@@ -45,10 +47,12 @@ type pacedConn struct {
 // pacedRun sends each source on its own connection at rate requests per
 // second per connection, in bursts every pacedTick, for d (or until a
 // source runs out), and measures each request's round trip from the time
-// it was due (start + its index / rate) to the read of its reply, so that
-// a sender running late (a burst written after its time, the cores busy)
-// counts the wait too: no coordinated omission. Requests due in the first
-// warmup are answered but not measured. Any reply other than 201 fails it.
+// its burst was scheduled to the read of its reply. Request j is due at
+// start + j/rate and goes in the burst scheduled at the first tick
+// (start + k*pacedTick) at or after that; a sender running late (a burst
+// written after its tick, the cores busy) counts the wait too: no
+// coordinated omission. Requests due in the first warmup are answered but
+// not measured. Any reply other than 201 fails it.
 // background, if not nil, returns the server's time spent flushing and
 // merging so far; each second is then counted as busy or quiet.
 func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64, d, warmup, stall time.Duration, progress io.Writer, background func() (flushing, merging float64, ok bool)) (pacedResult, error) {
@@ -89,10 +93,14 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 			err := pacedRead(nc, fifos[i], stall, func(b pendingBatch, off, n int, at time.Time) {
 				pc.acked.Add(int64(n))
 				due := b.t.Add(time.Duration(off) * b.step)
+				if !scheduledAt(start, due).Before(measureAfter) {
+					pc.fromWrite.RecordN(at.Sub(b.sent), uint64(n))
+				}
 				for range n {
-					rtt := at.Sub(due)
+					sched := scheduledAt(start, due)
+					rtt := at.Sub(sched)
 					pc.all.RecordN(rtt, 1)
-					if !due.Before(measureAfter) {
+					if !sched.Before(measureAfter) {
 						pc.hist.RecordN(rtt, 1)
 					}
 					due = due.Add(b.step)
@@ -168,6 +176,8 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 		last = max(last, pc.last.Load())
 		pc.hist.Snapshot(&one)
 		res.hist.Add(&one)
+		pc.fromWrite.Snapshot(&one)
+		res.fromWrite.Add(&one)
 	}
 	res.elapsed = time.Unix(0, last).Sub(start)
 	return res, firstErr
@@ -193,7 +203,9 @@ func pace(conns []net.Conn, srcs []pacedSource, fifos []chan pendingBatch, start
 		if el >= d {
 			break
 		}
-		target := int(el.Seconds()*rate) + 1
+		// Send what is due at or before the last tick: the bursts
+		// scheduled by now.
+		target := int((el/pacedTick*pacedTick).Seconds()*rate) + 1
 		more := false
 		for i, src := range srcs {
 			due := min(target, len(src.ends)) - sent[i]
@@ -205,7 +217,7 @@ func pace(conns []net.Conn, srcs []pacedSource, fifos []chan pendingBatch, start
 			if sent[i] > 0 {
 				from = src.ends[sent[i]-1]
 			}
-			fifos[i] <- pendingBatch{n: due, t: dueAt(sent[i]), step: step}
+			fifos[i] <- pendingBatch{n: due, t: dueAt(sent[i]), step: step, sent: time.Now()}
 			if _, err := conns[i].Write(src.buf[from:src.ends[sent[i]+due-1]]); err != nil {
 				return total, fmt.Errorf("connection %d: send: %w", i, err)
 			}
@@ -216,8 +228,10 @@ func pace(conns []net.Conn, srcs []pacedSource, fifos []chan pendingBatch, start
 		if !more {
 			break
 		}
-		next := start.Add(time.Duration(float64(target) / rate * float64(time.Second)))
-		time.Sleep(max(time.Until(next), pacedTick))
+		// Sleep until the tick the next request's burst is scheduled at
+		// (not for a tick from now, which would drift off the schedule).
+		next := dueAt(target)
+		time.Sleep(time.Until(scheduledAt(start, next)))
 	}
 	for i, nc := range conns {
 		if _, err := nc.Write([]byte("PING\n")); err != nil {
@@ -225,6 +239,13 @@ func pace(conns []net.Conn, srcs []pacedSource, fifos []chan pendingBatch, start
 		}
 	}
 	return total, nil
+}
+
+// scheduledAt returns when the burst of a request due at due is
+// scheduled: the first tick of the schedule from start at or after due.
+func scheduledAt(start, due time.Time) time.Time {
+	d := due.Sub(start) - time.Microsecond // due on a tick, give or take rounding: that tick
+	return start.Add(max((d+pacedTick-1)/pacedTick*pacedTick, 0))
 }
 
 var errNoRequest = errors.New("a reply to no request")

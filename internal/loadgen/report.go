@@ -36,6 +36,8 @@ func (r *BenchResult) WriteReport(w io.Writer) error {
 		pr.f("LOG latency: p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms at %s LOG/s (target %s, %.2f of the ingest rate) for %.1f s\n",
 			p.P50Ms, p.P99Ms, p.P999Ms, p.MaxMs, grouped(p.SentPerSec), grouped(p.TargetPerSec),
 			p.TargetPerSec/max(in.SamplesPerSec, 1), p.Seconds)
+		pr.f("             from each burst's scheduled time (every millisecond); from its write instead: p50 %.3f ms, p99 %.3f ms\n",
+			p.FromWriteP50Ms, p.FromWriteP99Ms)
 		if b, q := p.Busy, p.Quiet; b != nil && q != nil {
 			pr.f("             seconds in which the server flushed or merged: %s; the others: %s\n", b, q)
 		}
