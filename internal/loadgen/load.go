@@ -278,10 +278,8 @@ func (c *loadClient) run(ctx context.Context) {
 
 // pendingBatch is a burst of n requests written at t.
 type pendingBatch struct {
-	n    int
-	t    time.Time     // when the first request was sent, or (vigia bench) due
-	step time.Duration // vigia bench: request k of the batch was due at t + k*step
-	sent time.Time     // vigia bench: when the batch was written
+	n int
+	t time.Time
 }
 
 // session sends paced requests on nc and reads their replies until ctx is

@@ -79,31 +79,38 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 	stop := context.AfterFunc(ctx, func() { fail(ctx.Err()) })
 	defer stop()
 	start := time.Now()
-	measureAfter := start.Add(warmup)
-	fifos := make([]chan pendingBatch, len(srcs))
+	fifos := make([]chan pacedBatch, len(srcs))
 	pcs := make([]*pacedConn, len(srcs))
 	for i, src := range srcs {
 		nc := conns[i]
-		fifos[i] = make(chan pendingBatch, len(src.ends)+1)
+		fifos[i] = make(chan pacedBatch, min(len(src.ends), int(d/pacedTick)+2)+1) // a burst a tick at most
 		pc := new(pacedConn)
 		pcs[i] = pc
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := pacedRead(nc, fifos[i], stall, func(b pendingBatch, off, n int, at time.Time) {
+			err := pacedRead(nc, fifos[i], stall, func(b pacedBatch, off, n int, at time.Time) {
 				pc.acked.Add(int64(n))
-				due := b.t.Add(time.Duration(off) * b.step)
-				if !scheduledAt(start, due).Before(measureAfter) {
-					pc.fromWrite.RecordN(at.Sub(b.sent), uint64(n))
+				el := at.Sub(start)
+				due := b.due + time.Duration(off)*b.step
+				if scheduledAt(due) >= warmup {
+					pc.fromWrite.RecordN(el-b.sent, uint64(n))
 				}
-				for range n {
-					sched := scheduledAt(start, due)
-					rtt := at.Sub(sched)
-					pc.all.RecordN(rtt, 1)
-					if !sched.Before(measureAfter) {
-						pc.hist.RecordN(rtt, 1)
+				// The requests of one tick share their scheduled time, and
+				// so their round trip: record them together.
+				for left := n; left > 0; {
+					sched := scheduledAt(due)
+					k := left
+					if b.step > 0 {
+						k = min(int((sched-due+time.Microsecond)/b.step)+1, left)
 					}
-					due = due.Add(b.step)
+					rtt := el - sched
+					pc.all.RecordN(rtt, uint64(k))
+					if sched >= warmup {
+						pc.hist.RecordN(rtt, uint64(k))
+					}
+					due += time.Duration(k) * b.step
+					left -= k
 				}
 				pc.last.Store(at.UnixNano())
 			})
@@ -187,7 +194,7 @@ func pacedRun(ctx context.Context, addr string, srcs []pacedSource, rate float64
 // from start, for d, then a PING that marks the end. It queues each burst
 // on the connection's fifo before writing it, and closes the fifos when
 // done. It returns the requests written.
-func pace(conns []net.Conn, srcs []pacedSource, fifos []chan pendingBatch, start time.Time, rate float64, d time.Duration) (int64, error) {
+func pace(conns []net.Conn, srcs []pacedSource, fifos []chan pacedBatch, start time.Time, rate float64, d time.Duration) (int64, error) {
 	defer func() {
 		for _, f := range fifos {
 			close(f)
@@ -196,7 +203,7 @@ func pace(conns []net.Conn, srcs []pacedSource, fifos []chan pendingBatch, start
 	sent := make([]int, len(srcs))
 	var total int64
 	step := time.Duration(float64(time.Second) / rate)
-	dueAt := func(j int) time.Time { return start.Add(time.Duration(float64(j) / rate * float64(time.Second))) }
+	dueAt := func(j int) time.Duration { return time.Duration(float64(j) / rate * float64(time.Second)) }
 	for {
 		now := time.Now()
 		el := now.Sub(start)
@@ -217,7 +224,7 @@ func pace(conns []net.Conn, srcs []pacedSource, fifos []chan pendingBatch, start
 			if sent[i] > 0 {
 				from = src.ends[sent[i]-1]
 			}
-			fifos[i] <- pendingBatch{n: due, t: dueAt(sent[i]), step: step, sent: time.Now()}
+			fifos[i] <- pacedBatch{n: due, due: dueAt(sent[i]), step: step, sent: time.Since(start)}
 			if _, err := conns[i].Write(src.buf[from:src.ends[sent[i]+due-1]]); err != nil {
 				return total, fmt.Errorf("connection %d: send: %w", i, err)
 			}
@@ -230,8 +237,7 @@ func pace(conns []net.Conn, srcs []pacedSource, fifos []chan pendingBatch, start
 		}
 		// Sleep until the tick the next request's burst is scheduled at
 		// (not for a tick from now, which would drift off the schedule).
-		next := dueAt(target)
-		time.Sleep(time.Until(scheduledAt(start, next)))
+		time.Sleep(time.Until(start.Add(scheduledAt(dueAt(target)))))
 	}
 	for i, nc := range conns {
 		if _, err := nc.Write([]byte("PING\n")); err != nil {
@@ -241,11 +247,19 @@ func pace(conns []net.Conn, srcs []pacedSource, fifos []chan pendingBatch, start
 	return total, nil
 }
 
-// scheduledAt returns when the burst of a request due at due is
-// scheduled: the first tick of the schedule from start at or after due.
-func scheduledAt(start, due time.Time) time.Time {
-	d := due.Sub(start) - time.Microsecond // due on a tick, give or take rounding: that tick
-	return start.Add(max((d+pacedTick-1)/pacedTick*pacedTick, 0))
+// scheduledAt returns when the burst of a request due at due (since the
+// phase's start) is scheduled: the first tick at or after due.
+func scheduledAt(due time.Duration) time.Duration {
+	d := due - time.Microsecond // due on a tick, give or take rounding: that tick
+	return max((d+pacedTick-1)/pacedTick*pacedTick, 0)
+}
+
+// pacedBatch is a burst on its way: n requests, the first due at due, each
+// next one step later, written at sent (times since the phase's start).
+// It holds no pointer, so that the GC need not scan the fifos.
+type pacedBatch struct {
+	n               int
+	due, step, sent time.Duration
 }
 
 var errNoRequest = errors.New("a reply to no request")
@@ -254,9 +268,9 @@ var errNoRequest = errors.New("a reply to no request")
 // PONG that ends the run. For each burst with replies in a read, it calls
 // fn with the burst, the index in the burst of the first of them, the
 // number of its 201 replies in the read, and the time the read returned.
-func pacedRead(nc net.Conn, fifo <-chan pendingBatch, stall time.Duration, fn func(b pendingBatch, off, n int, at time.Time)) error {
+func pacedRead(nc net.Conn, fifo <-chan pacedBatch, stall time.Duration, fn func(b pacedBatch, off, n int, at time.Time)) error {
 	rr := newReplyReader(nc)
-	var cur pendingBatch
+	var cur pacedBatch
 	left, k := 0, 0 // replies of cur still due; read in this read
 	var bad error
 	done := false

@@ -22,17 +22,20 @@ func TestPaceStampsDueTimes(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()
 	go io.Copy(io.Discard, server)
-	fifo := make(chan pendingBatch, n+1)
+	fifo := make(chan pacedBatch, n+1)
 	start := time.Now().Add(-time.Second)
-	if _, err := pace([]net.Conn{client}, []pacedSource{src}, []chan pendingBatch{fifo}, start, rate, 2*time.Second); err != nil {
+	if _, err := pace([]net.Conn{client}, []pacedSource{src}, []chan pacedBatch{fifo}, start, rate, 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	k := 0
 	for b := range fifo {
-		want := start.Add(time.Duration(float64(k) / rate * float64(time.Second)))
-		if d := b.t.Sub(want); d < -time.Microsecond || d > time.Microsecond {
+		want := time.Duration(float64(k) / rate * float64(time.Second))
+		if d := b.due - want; d < -time.Microsecond || d > time.Microsecond {
 			t.Fatalf("burst of requests %d..%d stamped %v after their schedule's start, want %v (the first one's due time)",
-				k, k+b.n-1, b.t.Sub(start), want.Sub(start))
+				k, k+b.n-1, b.due, want)
+		}
+		if b.sent < b.due {
+			t.Fatalf("burst of requests %d..%d written at %v, before it was due (%v)", k, k+b.n-1, b.sent, b.due)
 		}
 		if b.step != time.Millisecond {
 			t.Fatalf("step %v, want 1ms at %v requests/s", b.step, rate)
@@ -49,9 +52,9 @@ func TestPaceStampsDueTimes(t *testing.T) {
 func TestPacedReadOffsets(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()
-	fifo := make(chan pendingBatch, 3)
-	fifo <- pendingBatch{n: 3}
-	fifo <- pendingBatch{n: 2}
+	fifo := make(chan pacedBatch, 3)
+	fifo <- pacedBatch{n: 3}
+	fifo <- pacedBatch{n: 2}
 	close(fifo)
 	go func() {
 		server.Write([]byte("201 Metric Inserted\n201 Metric Inserted\n"))
@@ -59,7 +62,7 @@ func TestPacedReadOffsets(t *testing.T) {
 		server.Write([]byte("201 Metric Inserted\n201 Metric Inserted\n201 Metric Inserted\n200 PONG\n"))
 	}()
 	var got []string
-	err := pacedRead(client, fifo, time.Second, func(b pendingBatch, off, n int, at time.Time) {
+	err := pacedRead(client, fifo, time.Second, func(b pacedBatch, off, n int, at time.Time) {
 		got = append(got, fmt.Sprintf("%d:%d+%d", b.n, off, n))
 	})
 	if err != nil {
