@@ -91,7 +91,7 @@ type LoadTotals struct {
 	Skipped    uint64 // due but not sent: the window was full or the client disconnected
 	Reconnects uint64 // connections made after a client's first
 	Elapsed    time.Duration
-	P50, P99   time.Duration // LOG round trip, send to reply
+	P50, P99   time.Duration // LOG round trip, from when the request was due to its reply
 	Max        time.Duration
 }
 
@@ -406,6 +406,10 @@ func (c *loadClient) write(ctx context.Context, nc net.Conn, fifo chan<- pending
 			room := int64(c.o.Window) - outstanding.Load()
 			n := max(min(due, room), 0)
 			c.ctr.skipped.Add(uint64(due - n))
+			// Timed from when the first of them was due, so that a
+			// client running late counts the wait (no coordinated
+			// omission).
+			dueAt := start.Add(time.Duration(float64(k) / rate * float64(time.Second)))
 			k += due
 			if n > 0 {
 				buf = buf[:0]
@@ -413,7 +417,7 @@ func (c *loadClient) write(ctx context.Context, nc net.Conn, fifo chan<- pending
 					buf = c.appendRequest(buf)
 				}
 				outstanding.Add(n)
-				fifo <- pendingBatch{n: int(n), t: now}
+				fifo <- pendingBatch{n: int(n), t: dueAt}
 				nc.SetWriteDeadline(now.Add(10 * time.Second))
 				if _, err := nc.Write(buf); err != nil {
 					// The reader sees the broken connection too, and
