@@ -276,7 +276,7 @@ func (c *loadClient) run(ctx context.Context) {
 	}
 }
 
-// pendingBatch is a burst of n requests written at t.
+// pendingBatch is a burst of n requests, the first of them due at t.
 type pendingBatch struct {
 	n int
 	t time.Time
