@@ -271,19 +271,23 @@ func (c *conn) log() error {
 	if !ok {
 		k, pending := c.newIndex[string(c.req.ID)]
 		if !pending {
-			if st.NumSeries()+len(c.newNames) >= c.s.opts.MaxSeries {
+			// Reserve the series against --max-series with the server,
+			// since every connection's pending new series count.
+			if int(c.s.newSeries.Add(1))+st.NumSeries() > c.s.opts.MaxSeries {
+				c.s.newSeries.Add(-1)
 				c.submitBatch() // creates the batch's new series, if admitted
 				if c.closing {
 					return nil // refused with 503: the connection ends
 				}
-				if st.NumSeries() >= c.s.opts.MaxSeries {
+				if ref, ok = st.Lookup(c.req.ID, nil); ok {
+					return c.appendSample(ref)
+				}
+				if int(c.s.newSeries.Add(1))+st.NumSeries() > c.s.opts.MaxSeries {
+					c.s.newSeries.Add(-1)
 					c.s.stats.seriesLimit.Add(1)
 					c.s.stats.bad.Add(1)
 					c.out = fmt.Appendf(c.out, "400 Bad Request -- too many series: this server keeps at most %d (--max-series)\n", c.s.opts.MaxSeries)
 					return nil
-				}
-				if ref, ok = st.Lookup(c.req.ID, nil); ok {
-					return c.appendSample(ref)
 				}
 			}
 			if c.newIndex == nil {
@@ -373,8 +377,10 @@ func (c *conn) createNewSeries() error {
 	return nil
 }
 
-// dropNewSeries forgets the batch's new series.
+// dropNewSeries forgets the batch's new series, created or not, and their
+// reservations.
 func (c *conn) dropNewSeries() {
+	c.s.newSeries.Add(-int64(len(c.newNames)))
 	clear(c.newNames)
 	c.newNames = c.newNames[:0]
 	clear(c.newIndex)

@@ -194,6 +194,42 @@ func TestMaxSeries(t *testing.T) {
 	}
 }
 
+// TestMaxSeriesConcurrent: connections pipelining new series at once
+// share --max-series: the series each has pending count for all.
+func TestMaxSeriesConcurrent(t *testing.T) {
+	ts := startServer(t, Options{MaxSeries: 1000})
+	var wg sync.WaitGroup
+	var created atomic.Int64
+	for i := range 8 {
+		c := dial(t, ts.addr)
+		var req strings.Builder
+		for j := range 1000 {
+			fmt.Fprintf(&req, "LOG c%d.s%d 1\n", i, j)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.sendAsync(req.String())
+			for range 1000 {
+				l, err := c.r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if strings.HasPrefix(l, "201 ") {
+					created.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := ts.db.NumSeries(); n > 1000 || created.Load() != int64(n) {
+		t.Fatalf("%d series created, %d LOGs acknowledged; want at most 1000, one each", n, created.Load())
+	}
+	if r := ts.srv.newSeries.Load(); r != 0 {
+		t.Fatalf("%d series still reserved", r)
+	}
+}
+
 // TestMaxSeriesPipelined sends new series in one batch: they count
 // against --max-series before the batch creates them.
 func TestMaxSeriesPipelined(t *testing.T) {

@@ -135,8 +135,9 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	inflight atomic.Int64
-	refusing atomic.Int64 // connections being refused (refuse goroutines)
+	inflight  atomic.Int64
+	refusing  atomic.Int64 // connections being refused (refuse goroutines)
+	newSeries atomic.Int64 // series that connections' batches will create once admitted, counted against MaxSeries
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
