@@ -210,9 +210,7 @@ func pace(conns []net.Conn, srcs []pacedSource, fifos []chan pacedBatch, start t
 		if el >= d {
 			break
 		}
-		// Send what is due at or before the last tick: the bursts
-		// scheduled by now.
-		target := int((el/pacedTick*pacedTick).Seconds()*rate) + 1
+		target := scheduledBy(el/pacedTick*pacedTick, rate)
 		more := false
 		for i, src := range srcs {
 			due := min(target, len(src.ends)) - sent[i]
@@ -252,6 +250,14 @@ func pace(conns []net.Conn, srcs []pacedSource, fifos []chan pacedBatch, start t
 func scheduledAt(due time.Duration) time.Duration {
 	d := due - time.Microsecond // due on a tick, give or take rounding: that tick
 	return max((d+pacedTick-1)/pacedTick*pacedTick, 0)
+}
+
+// scheduledBy returns how many requests, at rate per second, have their
+// burst scheduled at or before tick: those due by then, with scheduledAt's
+// slack of a microsecond, so that the sender and the reader agree on every
+// request.
+func scheduledBy(tick time.Duration, rate float64) int {
+	return int((tick+time.Microsecond).Seconds()*rate) + 1
 }
 
 // pacedBatch is a burst on its way: n requests, the first due at due, each

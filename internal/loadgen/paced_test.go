@@ -72,3 +72,24 @@ func TestPacedReadOffsets(t *testing.T) {
 		t.Fatalf("reported %v, want [3:0+2 3:2+1 2:0+2]", got)
 	}
 }
+
+// TestScheduleAgrees: the requests pace sends at a tick are exactly those
+// the reader times from that tick (or an earlier one when the sender is
+// late), at rates whose due times fall on ticks give or take rounding.
+func TestScheduleAgrees(t *testing.T) {
+	for _, rate := range []float64{7000, 7100, 12500, 20000, 333333} {
+		dueAt := func(j int) time.Duration { return time.Duration(float64(j) / rate * float64(time.Second)) }
+		j := 0
+		for tick := time.Duration(0); tick < 2*time.Second; tick += pacedTick {
+			target := scheduledBy(tick, rate)
+			for ; j < target; j++ {
+				if s := scheduledAt(dueAt(j)); s != tick {
+					t.Fatalf("rate %v: request %d sent at tick %v, timed from %v", rate, j, tick, s)
+				}
+			}
+			if next := scheduledAt(dueAt(target)); next <= tick {
+				t.Fatalf("rate %v: after tick %v the next request is scheduled at %v: pace would spin", rate, tick, next)
+			}
+		}
+	}
+}
