@@ -53,18 +53,20 @@ func oneShot(conn net.Conn, req string, timeout time.Duration) int {
 // interactive copies lines from in to the server and everything the server
 // sends to out, until in ends and every request was answered, or the
 // server closes the connection (then at once, even while waiting for
-// input). It returns 1 when a request went unanswered: the server closed
-// the connection first (a 503, a line over 64 KiB, a shutdown), or a line
-// of input was too long to send.
+// input). It returns 1 when the server was busy (503), when a request went
+// unanswered or the server closed the connection before the input ended
+// (a line over 64 KiB, an idle timeout, a shutdown), or when a line of
+// input was too long to send.
 func interactive(conn net.Conn, in io.Reader, out io.Writer) int {
 	type result struct {
 		replies int
+		busy    bool
 		err     error
 	}
 	done := make(chan result, 1)
 	go func() {
-		replies, err := copyReplies(out, conn)
-		done <- result{replies, err}
+		replies, busy, err := copyReplies(out, conn)
+		done <- result{replies, busy, err}
 	}()
 	var sent atomic.Int64
 	var inErr error                   // set before inputEnded is closed
@@ -99,6 +101,11 @@ func interactive(conn net.Conn, in io.Reader, out io.Writer) int {
 	case r.err != nil:
 		fmt.Fprintf(os.Stderr, "vigia client: %v\n", r.err)
 		return 1
+	case r.busy:
+		// The server was busy and closed the connection, whatever else
+		// the input held.
+		fmt.Fprintf(os.Stderr, "vigia client: the server was busy (503) and closed the connection after answering %d of the %d requests sent; the refused ones and any after them were not executed\n", r.replies, n)
+		return 1
 	case ended && inErr != nil:
 		fmt.Fprintf(os.Stderr, "vigia client: reading standard input: %v (requests are at most 64 KiB); stopped there\n", inErr)
 		return 1
@@ -116,28 +123,30 @@ func interactive(conn net.Conn, in io.Reader, out io.Writer) int {
 }
 
 // copyReplies copies the server's lines to out until the connection ends,
-// and counts the replies among them (pushed ALERT lines are not replies).
-func copyReplies(out io.Writer, conn net.Conn) (int, error) {
+// counts the replies among them (pushed ALERT lines are not replies), and
+// reports whether one was the busy line (503), after which the server
+// closes the connection.
+func copyReplies(out io.Writer, conn net.Conn) (replies int, busy bool, err error) {
 	br := bufio.NewReader(conn)
-	replies := 0
 	first := true // the next chunk starts a line
 	for {
 		chunk, err := br.ReadSlice('\n') // a long line comes in several chunks
 		if first && len(chunk) > 0 && !bytes.HasPrefix(chunk, []byte("ALERT ")) {
 			replies++
+			busy = busy || bytes.HasPrefix(chunk, []byte("503 "))
 		}
 		if len(chunk) > 0 {
 			if _, werr := out.Write(chunk); werr != nil {
-				return replies, werr
+				return replies, busy, werr
 			}
 		}
 		first = err == nil
 		switch {
 		case err == nil || err == bufio.ErrBufferFull:
 		case err == io.EOF:
-			return replies, nil
+			return replies, busy, nil
 		default:
-			return replies, err
+			return replies, busy, err
 		}
 	}
 }

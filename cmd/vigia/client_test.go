@@ -105,15 +105,15 @@ func TestClientCommandLongInput(t *testing.T) {
 func TestCopyRepliesCounts(t *testing.T) {
 	server, client := net.Pipe()
 	long := strings.Repeat("x", 10000)
-	in := "200 PONG\n200 [" + long + "]\nALERT {" + long + "}\nALERT {}\n201 Metric Inserted\n"
+	in := "200 PONG\n200 [" + long + "]\nALERT {" + long + "}\nALERT {}\n201 Metric Inserted\n503 The server is busy, try again later\n"
 	go func() {
 		server.Write([]byte(in))
 		server.Close()
 	}()
 	var out bytes.Buffer
-	n, err := copyReplies(&out, client)
-	if err != nil || n != 3 || out.String() != in {
-		t.Fatalf("%d replies, err %v, copied %d of %d bytes; want 3 replies, all copied", n, err, out.Len(), len(in))
+	n, busy, err := copyReplies(&out, client)
+	if err != nil || n != 4 || !busy || out.String() != in {
+		t.Fatalf("%d replies (busy %v), err %v, copied %d of %d bytes; want 4 replies, one busy, all copied", n, busy, err, out.Len(), len(in))
 	}
 }
 
@@ -146,5 +146,17 @@ func TestClientNoticesClose(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || out.String() != wantPong+"\n" ||
 		!strings.Contains(errOut.String(), "closed the connection after answering 1 of the 1 requests sent") {
 		t.Errorf("status %v, stdout %q, stderr %q; want the PONG, status 1, a line saying the server closed the connection", err, out.String(), errOut.String())
+	}
+}
+
+// TestClientBusy: a server at --max-conns answers 503 and closes; the
+// client's exit status is 1 whether its input ended before or after that.
+func TestClientBusy(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "--http-addr", "off", "--max-conns", "1")
+	s.dial().expect("PING", wantPong) // holds the one connection
+	out, errOut, code := runClientCmd(t, "PING\n", "--addr", s.native)
+	if out != "503 The server is busy, try again later\n" || code != 1 || !strings.Contains(errOut, "busy (503)") {
+		t.Errorf("stdout %q, stderr %q, status %d; want the 503, status 1, a line saying the server was busy", out, errOut, code)
 	}
 }
