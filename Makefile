@@ -63,7 +63,8 @@ bench:
 
 # up refuses to start while what an earlier up started still runs (the
 # server or a load client: make down stops them), and reports success only
-# once its own server is listening.
+# once its own server is listening (it waits up to a minute, for a long WAL
+# replay, unless the server exits).
 up: build
 	@mkdir -p $(RUN_DIR)
 	@for f in $(RUN_DIR)/server.pid $(RUN_DIR)/load-*.pid; do \
@@ -75,7 +76,7 @@ up: build
 	@$(BIN) server --data-dir $(RUN_DIR)/data --native-addr $(NATIVE_ADDR) --http-addr $(HTTP_ADDR) \
 	  >$(RUN_DIR)/server.log 2>&1 & echo $$! >$(RUN_DIR)/server.pid
 	@pid=$$(cat $(RUN_DIR)/server.pid); \
-	for i in $$(seq 50); do \
+	for i in $$(seq 600); do \
 	  kill -0 $$pid 2>/dev/null || break; \
 	  grep -q 'msg="native protocol listening"' $(RUN_DIR)/server.log && exit 0; \
 	  sleep 0.1; \
