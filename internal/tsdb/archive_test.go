@@ -59,6 +59,16 @@ func sameAggregates(got, want []Aggregate) error {
 	return nil
 }
 
+// retentionOpts returns test options whose clock reads *now (which the
+// test moves) and that keep raw samples 48 hours, so that older days are
+// archived.
+func retentionOpts(now *time.Time) *Options {
+	o := testOpts()
+	o.Now = func() time.Time { return *now }
+	o.RawRetention = 48 * time.Hour
+	return o
+}
+
 // TestArchives appends 5 days of samples (out of order, duplicates, late
 // samples into windows already archived) with several flushes, then checks
 // the 1m, 1h and 1d aggregates, for the windows served from the raw data
@@ -66,9 +76,7 @@ func sameAggregates(got, want []Aggregate) error {
 // the raw days, and after a reopen.
 func TestArchives(t *testing.T) {
 	now := time.Now().UTC()
-	o := testOpts()
-	o.Now = func() time.Time { return now }
-	o.RawRetention = 48 * time.Hour
+	o := retentionOpts(&now)
 	dir := t.TempDir()
 	db := openTest(t, dir, o)
 	ref, _ := db.GetOrCreate([]byte("m"), nil)
@@ -238,9 +246,7 @@ func TestScanAggregatesDuringFlush(t *testing.T) {
 // days before are closed and removed, not left open and on disk.
 func TestArchiveFailureLeavesNoParts(t *testing.T) {
 	now := time.Now().UTC()
-	o := testOpts()
-	o.Now = func() time.Time { return now }
-	o.RawRetention = 48 * time.Hour
+	o := retentionOpts(&now)
 	dir := t.TempDir()
 	db := openTest(t, dir, o)
 	defer db.Close()

@@ -415,18 +415,7 @@ func TestLargeAppendSplitsRecords(t *testing.T) {
 	maxRecordSamples = 1000
 	dir := t.TempDir()
 	db := openTest(t, dir, nil)
-	ref, err := db.GetOrCreate([]byte("big"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := time.Now().UnixMilli()
-	ss := make([]Sample, 2500)
-	for i := range ss {
-		ss[i] = Sample{ref, base + int64(i), float64(i)}
-	}
-	if err := db.Append(ss); err != nil {
-		t.Fatal(err)
-	}
+	ref, base := appendRun(t, db, "big", 1, 2500)
 	db.kill()
 	db = openTest(t, dir, nil)
 	defer db.Close()
@@ -445,20 +434,7 @@ func TestLargeAppendSplitsRecords(t *testing.T) {
 func TestOpenSyncsReplayedSegments(t *testing.T) {
 	dir := t.TempDir()
 	db := openTest(t, dir, nil)
-	ref, err := db.GetOrCreate([]byte("m"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := time.Now().UnixMilli()
-	for i := 0; i < 300; i++ { // about 5 bytes a sample: 300 KB, 4 or more segments
-		ss := make([]Sample, 200)
-		for j := range ss {
-			ss[j] = Sample{ref, base + int64(i*200+j), float64(j)}
-		}
-		if err := db.Append(ss); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendRun(t, db, "m", 300, 200) // about 5 bytes a sample: 300 KB, 4 or more segments
 	db.kill()
 	var synced []string
 	testHookSyncedSegment = func(path string) { synced = append(synced, filepath.Base(path)) }
@@ -468,4 +444,26 @@ func TestOpenSyncsReplayedSegments(t *testing.T) {
 	if len(synced) < 3 {
 		t.Fatalf("synced segments %v, want every segment with records (3 or more)", synced)
 	}
+}
+
+// appendRun creates series name and appends batches Appends of size
+// samples to it, one a millisecond from now on, valued by their place in
+// their batch; it returns the series and the first time.
+func appendRun(t *testing.T, db *DB, name string, batches, size int) (SeriesRef, int64) {
+	t.Helper()
+	ref, err := db.GetOrCreate([]byte(name), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Now().UnixMilli()
+	for i := range batches {
+		ss := make([]Sample, size)
+		for j := range ss {
+			ss[j] = Sample{ref, base + int64(i*size+j), float64(j)}
+		}
+		if err := db.Append(ss); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ref, base
 }
