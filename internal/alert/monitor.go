@@ -111,13 +111,9 @@ type Monitor struct {
 	watched   map[string]*watched
 	refUse    map[tsdb.SeriesRef]int // how many watched metrics include each ref
 	histCount int
-	// histOldest is the time (unix ms) of the oldest history entry,
-	// math.MaxInt64 when there is none: checks without a notification
-	// prune the history only once it is due.
-	histOldest int64
-	win        query.Windows
-	mergeTs    []int64
-	mergeVs    []float64
+	win       query.Windows
+	mergeTs   []int64
+	mergeVs   []float64
 
 	subMu     sync.RWMutex
 	subs      map[*subscriber]struct{}

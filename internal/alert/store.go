@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math"
 
 	"go.etcd.io/bbolt"
 
@@ -51,7 +50,6 @@ func (m *Monitor) load() error {
 			return err
 		}
 		m.histCount = h.Stats().KeyN
-		m.histOldest = oldestHistory(h)
 		return nil
 	})
 	if err != nil {
@@ -103,7 +101,7 @@ func (m *Monitor) load() error {
 // then prunes the history, all in one transaction. Called with m.mu held.
 func (m *Monitor) persist(changed []*rule, events []*event, now int64) error {
 	oldest := now - m.opts.HistoryMaxAge.Milliseconds()
-	if len(changed) == 0 && len(events) == 0 && m.histOldest >= oldest {
+	if len(changed) == 0 && len(events) == 0 && !m.historyExpired(oldest) {
 		return nil
 	}
 	return m.db.Update(func(tx *bbolt.Tx) error {
@@ -136,18 +134,20 @@ func (m *Monitor) persist(changed []*rule, events []*event, now int64) error {
 			n--
 		}
 		m.histCount = n
-		m.histOldest = oldestHistory(hb)
 		return nil
 	})
 }
 
-// oldestHistory returns the time of the oldest entry of the history
-// bucket, or math.MaxInt64 when it is empty.
-func oldestHistory(h *bbolt.Bucket) int64 {
-	if k, _ := h.Cursor().First(); k != nil {
-		return histKeyTime(k)
-	}
-	return math.MaxInt64
+// historyExpired reports whether the oldest history entry is older than
+// oldest (unix ms), so that a check without notifications prunes it.
+func (m *Monitor) historyExpired(oldest int64) bool {
+	expired := false
+	m.db.View(func(tx *bbolt.Tx) error {
+		k, _ := tx.Bucket(bucketHistory).Cursor().First()
+		expired = k != nil && histKeyTime(k) < oldest
+		return nil
+	})
+	return expired
 }
 
 // history returns the JSON array of stored notifications with from <= time
