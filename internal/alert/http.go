@@ -123,7 +123,7 @@ func (m *Monitor) serveCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	id, created, err := m.addRule(req.Metric, req.op, req.Secs, req.limit, req.Cmp)
+	id, created, err := m.addRule(req.Metric, req.op, req.Secs, *req.Limit, req.Cmp)
 	switch {
 	case errors.Is(err, ErrBadRule), errors.Is(err, ErrTooManyRules):
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -156,8 +156,7 @@ type ruleRequest struct {
 	Limit  *float64 `json:"limit"` // required: there is no sensible default
 	Cmp    string   `json:"cmp"`
 
-	op    query.Op
-	limit float64
+	op query.Op
 }
 
 // parseRuleRequest decodes and validates a POSTed rule: one JSON object,
@@ -181,8 +180,7 @@ func parseRuleRequest(body []byte) (ruleRequest, error) {
 	if req.Limit == nil {
 		return ruleRequest{}, fmt.Errorf("%w: limit is required (a number)", ErrBadRule)
 	}
-	req.limit = *req.Limit
-	if _, err := validate(req.Metric, op, req.Secs, req.limit, req.Cmp); err != nil {
+	if _, err := validate(req.Metric, op, req.Secs, *req.Limit, req.Cmp); err != nil {
 		return ruleRequest{}, err
 	}
 	return req, nil

@@ -155,13 +155,13 @@ func FuzzParseRuleRequest(f *testing.F) {
 			return
 		}
 		// What parses is a valid rule, and survives a round trip.
-		if _, err := validate(req.Metric, req.op, req.Secs, req.limit, req.Cmp); err != nil {
+		if _, err := validate(req.Metric, req.op, req.Secs, *req.Limit, req.Cmp); err != nil {
 			t.Fatalf("accepted an invalid rule %+v: %v", req, err)
 		}
 		b, _ := json.Marshal(req)
 		again, err := parseRuleRequest(b)
 		if err != nil || again.Metric != req.Metric || again.op != req.op || again.Secs != req.Secs ||
-			again.limit != req.limit || again.Cmp != req.Cmp {
+			*again.Limit != *req.Limit || again.Cmp != req.Cmp {
 			t.Fatalf("round trip of %s: %+v, %v", b, again, err)
 		}
 	})
