@@ -117,6 +117,18 @@ func writeFileAtomic(path string, data []byte) error {
 	return nil
 }
 
+// releaseReplaced lets go of parts a new manifest no longer names: their
+// files are removed once no reader holds them, unless a manifest's
+// directory sync failed (keepFiles), when the manifest before, which names
+// them, may still be the one found after a power loss.
+func (db *DB) releaseReplaced(parts []*part) {
+	keep := db.keepFiles.Load()
+	for _, p := range parts {
+		p.obsolete.Store(!keep)
+		p.decRef()
+	}
+}
+
 // errDirUnsynced: writeFileAtomic renamed the new file into place, but
 // could not sync its directory, so that a power loss may still bring the
 // old file back.

@@ -120,10 +120,7 @@ func (db *DB) mergeOnce() (bool, error) {
 	db.viewMu.Lock()
 	db.parts = &partSet{parts: all}
 	db.viewMu.Unlock()
-	for _, p := range best {
-		p.obsolete.Store(!db.keepFiles.Load())
-		p.decRef()
-	}
+	db.releaseReplaced(best)
 	db.stats.merges.Add(1)
 	db.logger.Debug("merged parts", "path", merged.path, "inputs", len(best),
 		"bytes", merged.size, "duration", time.Since(start).Round(time.Millisecond))
@@ -290,9 +287,8 @@ func (db *DB) applyRetention() error {
 	dirs := map[partKey]bool{}
 	for _, p := range drop {
 		dirs[partKey{p.kind, p.bucket}] = true
-		p.obsolete.Store(!db.keepFiles.Load())
-		p.decRef()
 	}
+	db.releaseReplaced(drop)
 	db.stats.dropped.Add(int64(len(dirs)))
 	db.logger.Info("retention dropped partitions", "partitions", len(dirs), "parts", len(drop),
 		"archive_parts", len(archived), "duration", time.Since(start).Round(time.Millisecond))
