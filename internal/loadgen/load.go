@@ -375,6 +375,11 @@ func hasPrefix(b, prefix []byte) bool {
 	return len(b) >= len(prefix) && string(b[:len(prefix)]) == string(prefix)
 }
 
+// dueAt returns when request k of the client's schedule is due.
+func (c *loadClient) dueAt(k int64) time.Time {
+	return c.start.Add(time.Duration(float64(k) / c.o.Rate * float64(time.Second)))
+}
+
 // write sends requests at the client's rate until ctx is done, the reader
 // is done, or a write fails.
 func (c *loadClient) write(ctx context.Context, nc net.Conn, fifo chan<- pendingBatch, outstanding *atomic.Int64, readDone <-chan struct{}) {
@@ -386,9 +391,6 @@ func (c *loadClient) write(ctx context.Context, nc net.Conn, fifo chan<- pending
 		c.ctr.skipped.Add(uint64(missed))
 		c.k += missed
 	}
-	start := c.start
-	k := c.k
-	defer func() { c.k = k }()
 	var buf []byte
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -401,7 +403,7 @@ func (c *loadClient) write(ctx context.Context, nc net.Conn, fifo chan<- pending
 		case <-t.C:
 		}
 		now := time.Now()
-		due := int64(now.Sub(start).Seconds()*rate) + 1 - k
+		due := int64(now.Sub(c.start).Seconds()*rate) + 1 - c.k
 		if due > 0 {
 			room := int64(c.o.Window) - outstanding.Load()
 			n := max(min(due, room), 0)
@@ -409,8 +411,8 @@ func (c *loadClient) write(ctx context.Context, nc net.Conn, fifo chan<- pending
 			// Timed from when the first of them was due, so that a
 			// client running late counts the wait (no coordinated
 			// omission).
-			dueAt := start.Add(time.Duration(float64(k) / rate * float64(time.Second)))
-			k += due
+			dueAt := c.dueAt(c.k)
+			c.k += due
 			if n > 0 {
 				buf = buf[:0]
 				for range n {
@@ -427,7 +429,7 @@ func (c *loadClient) write(ctx context.Context, nc net.Conn, fifo chan<- pending
 				c.ctr.sent.Add(uint64(n))
 			}
 		}
-		next := start.Add(time.Duration(float64(k) / rate * float64(time.Second)))
+		next := c.dueAt(c.k)
 		wait := time.Until(next)
 		if rate > 1000 {
 			wait = max(wait, time.Millisecond) // send in bursts rather than spin
