@@ -61,6 +61,10 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# RUNS_BIN, in a recipe, succeeds when process $$pid still runs $(BIN): a
+# PID recorded by up and since reused by another program does not.
+RUNS_BIN = tr '\0' ' ' 2>/dev/null </proc/$$pid/cmdline | grep -q "^$(BIN) "
+
 # up refuses to start while what an earlier up started still runs (the
 # server or a load client: make down stops them), and reports success only
 # once its own server is listening (it waits up to a minute, for a long WAL
@@ -69,7 +73,7 @@ up: build
 	@mkdir -p $(RUN_DIR)
 	@for f in $(RUN_DIR)/server.pid $(RUN_DIR)/load-*.pid; do \
 	  [ -f "$$f" ] || continue; pid=$$(cat $$f); \
-	  if tr '\0' ' ' 2>/dev/null </proc/$$pid/cmdline | grep -q "^$(BIN) "; then \
+	  if $(RUNS_BIN); then \
 	    echo "already up ($$f: pid $$pid still runs); make down first"; exit 1; fi; \
 	  rm -f $$f; \
 	done
@@ -99,7 +103,7 @@ manual: build
 down:
 	@for f in $(RUN_DIR)/load-*.pid $(RUN_DIR)/server.pid; do \
 	  [ -f "$$f" ] || continue; pid=$$(cat $$f); \
-	  if tr '\0' ' ' 2>/dev/null </proc/$$pid/cmdline | grep -q "^$(BIN) "; then \
+	  if $(RUNS_BIN); then \
 	    kill -TERM $$pid; for i in $$(seq 100); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; \
 	    echo "stopped $$f ($$pid)"; \
 	  fi; rm -f $$f; \
