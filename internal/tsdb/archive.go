@@ -1,10 +1,11 @@
 package tsdb
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -46,7 +47,7 @@ type Aggregate struct {
 	Min   float64
 	Max   float64
 	Last  float64 // value of the sample with the greatest time (the latest to arrive among equals)
-	LastT int64   // that sample's time: ScanAggregates sets it, for merging the points of several series
+	LastT int64   // that sample's time
 }
 
 func floorDiv(a, b int64) int64 {
@@ -59,13 +60,12 @@ func floorDiv(a, b int64) int64 {
 
 // aggregator folds time-sorted samples into windows of res milliseconds.
 type aggregator struct {
-	res   int64
-	pts   []Aggregate
-	lastT []int64 // time of each point's last sample
+	res int64
+	pts []Aggregate
 }
 
 func (a *aggregator) reset(res int64) {
-	a.res, a.pts, a.lastT = res, a.pts[:0], a.lastT[:0]
+	a.res, a.pts = res, a.pts[:0]
 }
 
 func (a *aggregator) add(ts []int64, vs []float64) {
@@ -78,28 +78,26 @@ func (a *aggregator) add(ts []int64, vs []float64) {
 			p.Sum += v
 			p.Min = math.Min(p.Min, v)
 			p.Max = math.Max(p.Max, v)
-			p.Last = v
-			a.lastT[n-1] = t
+			p.Last, p.LastT = v, t
 			continue
 		}
-		a.pts = append(a.pts, Aggregate{T: w, Count: 1, Sum: v, Min: v, Max: v, Last: v})
-		a.lastT = append(a.lastT, t)
+		a.pts = append(a.pts, Aggregate{T: w, Count: 1, Sum: v, Min: v, Max: v, Last: v, LastT: t})
 	}
 }
 
 // combine folds b, which arrived later, into a (same window).
-func combine(a *Aggregate, aLastT *int64, b Aggregate, bLastT int64) {
+func combine(a *Aggregate, b Aggregate) {
 	a.Count += b.Count
 	a.Sum += b.Sum
 	a.Min = math.Min(a.Min, b.Min)
 	a.Max = math.Max(a.Max, b.Max)
-	if bLastT >= *aLastT {
-		a.Last, *aLastT = b.Last, bLastT
+	if b.LastT >= a.LastT {
+		a.Last, a.LastT = b.Last, b.LastT
 	}
 }
 
 // appendArchiveBlock appends the encoding of archive points.
-func (e *blockEncoder) appendArchiveBlock(dst []byte, pts []Aggregate, lastT []int64) []byte {
+func (e *blockEncoder) appendArchiveBlock(dst []byte, pts []Aggregate) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(pts)))
 	if len(pts) == 0 {
 		return dst
@@ -111,7 +109,7 @@ func (e *blockEncoder) appendArchiveBlock(dst []byte, pts []Aggregate, lastT []i
 	dst = e.appendTimestamps(dst, e.ats)
 	for f := 0; f < 6; f++ {
 		e.avs = e.avs[:0]
-		for i, p := range pts {
+		for _, p := range pts {
 			var v float64
 			switch f {
 			case 0:
@@ -125,7 +123,7 @@ func (e *blockEncoder) appendArchiveBlock(dst []byte, pts []Aggregate, lastT []i
 			case 4:
 				v = p.Last
 			case 5:
-				v = float64(lastT[i] - p.T)
+				v = float64(p.LastT - p.T)
 			}
 			e.avs = append(e.avs, v)
 		}
@@ -137,12 +135,10 @@ func (e *blockEncoder) appendArchiveBlock(dst []byte, pts []Aggregate, lastT []i
 // archiveDecoder holds reusable buffers for archive blocks.
 type archiveDecoder struct {
 	blockDecoder
-	pts   []Aggregate
-	lastT []int64
+	pts []Aggregate
 }
 
-// decodeArchiveBlock decodes an archive block, appending to d.pts and
-// d.lastT.
+// decodeArchiveBlock decodes an archive block, appending to d.pts.
 func (d *archiveDecoder) decodeArchiveBlock(src []byte) error {
 	un, k := binary.Uvarint(src)
 	if k <= 0 || un > maxBlockSamples {
@@ -164,13 +160,12 @@ func (d *archiveDecoder) decodeArchiveBlock(src []byte) error {
 	}
 	start := len(d.pts)
 	for i := 0; i < n; i++ {
-		d.pts = append(d.pts, Aggregate{T: d.ts[i]})
-		d.lastT = append(d.lastT, d.ts[i])
+		d.pts = append(d.pts, Aggregate{T: d.ts[i], LastT: d.ts[i]})
 	}
-	pts, lastT := d.pts[start:], d.lastT[start:]
+	pts := d.pts[start:]
 	for f := 0; f < 6; f++ {
 		if src, err = decodeValues(src, d.vs, &d.ints); err != nil {
-			d.pts, d.lastT = d.pts[:start], d.lastT[:start]
+			d.pts = d.pts[:start]
 			return err
 		}
 		for i, v := range d.vs {
@@ -187,19 +182,19 @@ func (d *archiveDecoder) decodeArchiveBlock(src []byte) error {
 			case 4:
 				p.Last = v
 			case 5:
-				lastT[i] += int64(v)
+				p.LastT += int64(v)
 			}
 		}
 	}
 	if len(src) != 0 {
-		d.pts, d.lastT = d.pts[:start], d.lastT[:start]
+		d.pts = d.pts[:start]
 		return errBlock
 	}
 	return nil
 }
 
 // readArchiveSeries appends the archive points of ref in p with lo <= T < hi
-// to d.pts and d.lastT, in the part's order.
+// to d.pts, in the part's order.
 func (p *part) readArchiveSeries(ref SeriesRef, lo, hi int64, d *archiveDecoder) error {
 	for _, bm := range p.seriesBlocks(ref) {
 		if bm.maxT < lo || bm.minT >= hi {
@@ -220,49 +215,31 @@ func (p *part) readArchiveSeries(ref SeriesRef, lo, hi int64, d *archiveDecoder)
 		out := start
 		for i := start; i < len(d.pts); i++ {
 			if t := d.pts[i].T; t >= lo && t < hi {
-				d.pts[out], d.lastT[out] = d.pts[i], d.lastT[i]
+				d.pts[out] = d.pts[i]
 				out++
 			}
 		}
-		d.pts, d.lastT = d.pts[:out], d.lastT[:out]
+		d.pts = d.pts[:out]
 	}
 	return nil
 }
 
 // combineSorted sorts points by window (stably: arrival order) and folds
 // the points of one window together.
-func combineSorted(pts []Aggregate, lastT []int64) ([]Aggregate, []int64) {
-	sorted := true
-	for i := 1; i < len(pts); i++ {
-		if pts[i].T < pts[i-1].T {
-			sorted = false
-			break
-		}
+func combineSorted(pts []Aggregate) []Aggregate {
+	byT := func(a, b Aggregate) int { return cmp.Compare(a.T, b.T) }
+	if !slices.IsSortedFunc(pts, byT) {
+		slices.SortStableFunc(pts, byT)
 	}
-	if !sorted {
-		idx := make([]int, len(pts))
-		for i := range idx {
-			idx[i] = i
-		}
-		sort.SliceStable(idx, func(i, j int) bool { return pts[idx[i]].T < pts[idx[j]].T })
-		p2 := make([]Aggregate, len(pts))
-		l2 := make([]int64, len(pts))
-		for i, j := range idx {
-			p2[i], l2[i] = pts[j], lastT[j]
-		}
-		pts, lastT = p2, l2
-	}
-	out, outLast := pts[:0], lastT[:0]
-	for i, a := range pts {
-		lt := lastT[i]
+	out := pts[:0]
+	for _, a := range pts {
 		if n := len(out); n > 0 && out[n-1].T == a.T {
-			combine(&out[n-1], &outLast[n-1], a, lt)
+			combine(&out[n-1], a)
 			continue
 		}
 		out = append(out, a)
-		outLast = append(outLast, lt)
 	}
-	return out, outLast
+	return out
 }
 
 // snapSums rounds each sum to e decimals: when every sample is a decimal
@@ -354,14 +331,14 @@ func (db *DB) archiveDays(drop []*part, cutoff [numKinds]int64) ([]*part, error)
 				agg.add(ts, vs)
 				snapSums(agg.pts, e)
 				w := writers[keys[key{k, day}]]
-				pts, lastT := agg.pts, agg.lastT
+				pts := agg.pts
 				enc.ats = enc.ats[:0]
 				for _, p := range pts {
 					enc.ats = append(enc.ats, p.T)
 				}
 				times := append([]int64(nil), enc.ats...)
 				if err := w.addBlocks(ref, times, func(dst []byte, i, j int) []byte {
-					return enc.appendArchiveBlock(dst, pts[i:j], lastT[i:j])
+					return enc.appendArchiveBlock(dst, pts[i:j])
 				}); err != nil {
 					return err
 				}
@@ -451,7 +428,7 @@ func (st *scanState) readMerged(in []*part, blocks [][]blockMeta) ([]int64, []fl
 
 // mergeArchiveSeries is mergeSeries for archive parts: the points of each
 // window are combined.
-func mergeArchiveSeries(in []*part, fn func(ref SeriesRef, pts []Aggregate, lastT []int64) error) error {
+func mergeArchiveSeries(in []*part, fn func(ref SeriesRef, pts []Aggregate) error) error {
 	cursors := make([]int, len(in))
 	var d archiveDecoder
 	for {
@@ -464,7 +441,7 @@ func mergeArchiveSeries(in []*part, fn func(ref SeriesRef, pts []Aggregate, last
 		if ref == 0 {
 			return nil
 		}
-		d.pts, d.lastT = d.pts[:0], d.lastT[:0]
+		d.pts = d.pts[:0]
 		for k, p := range in {
 			c := cursors[k]
 			if c >= len(p.refs) || p.refs[c] != ref {
@@ -475,8 +452,7 @@ func mergeArchiveSeries(in []*part, fn func(ref SeriesRef, pts []Aggregate, last
 				return err
 			}
 		}
-		pts, lastT := combineSorted(d.pts, d.lastT)
-		if err := fn(ref, pts, lastT); err != nil {
+		if err := fn(ref, combineSorted(d.pts)); err != nil {
 			return err
 		}
 	}
@@ -543,8 +519,7 @@ func (db *DB) ScanAggregates(ref SeriesRef, res time.Duration, mint, maxt int64,
 				return err
 			}
 		}
-		pts, lastT := combineSorted(d.pts, d.lastT)
-		setLastT(pts, lastT)
+		pts := combineSorted(d.pts)
 		for i := 0; i < len(pts); i += aggChunk {
 			if !fn(pts[i:min(i+aggChunk, len(pts))]) {
 				return nil
@@ -562,27 +537,18 @@ func (db *DB) ScanAggregates(ref SeriesRef, res time.Duration, mint, maxt int64,
 		agg.add(ts, vs)
 		if n := len(agg.pts); n > aggChunk {
 			// The last point may still grow; keep it.
-			setLastT(agg.pts, agg.lastT)
 			if !fn(agg.pts[:n-1]) {
 				stopped = true
 				return false
 			}
-			agg.pts[0], agg.lastT[0] = agg.pts[n-1], agg.lastT[n-1]
-			agg.pts, agg.lastT = agg.pts[:1], agg.lastT[:1]
+			agg.pts[0] = agg.pts[n-1]
+			agg.pts = agg.pts[:1]
 		}
 		return true
 	})
 	if err != nil || stopped || len(agg.pts) == 0 {
 		return err
 	}
-	setLastT(agg.pts, agg.lastT)
 	fn(agg.pts)
 	return nil
-}
-
-// setLastT copies each point's time of its last sample into it.
-func setLastT(pts []Aggregate, lastT []int64) {
-	for i := range pts {
-		pts[i].LastT = lastT[i]
-	}
 }

@@ -174,7 +174,7 @@ func (db *DB) mergeParts(in []*part, pace *pacer) (*part, error) {
 	} else {
 		var enc blockEncoder
 		var times []int64
-		err = mergeArchiveSeries(in, func(ref SeriesRef, pts []Aggregate, lastT []int64) error {
+		err = mergeArchiveSeries(in, func(ref SeriesRef, pts []Aggregate) error {
 			if db.stopping() {
 				return errStopped
 			}
@@ -184,7 +184,7 @@ func (db *DB) mergeParts(in []*part, pace *pacer) (*part, error) {
 				times = append(times, p.T)
 			}
 			return w.addBlocks(ref, times, func(dst []byte, i, j int) []byte {
-				return enc.appendArchiveBlock(dst, pts[i:j], lastT[i:j])
+				return enc.appendArchiveBlock(dst, pts[i:j])
 			})
 		})
 	}
