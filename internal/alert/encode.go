@@ -22,11 +22,10 @@ type jsonFloat float64
 
 // MarshalJSON implements json.Marshaler.
 func (f jsonFloat) MarshalJSON() ([]byte, error) {
-	v := float64(f)
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return strconv.AppendQuote(nil, string(query.AppendRepr(nil, v))), nil
+	if b, ok := query.AppendJSONNonFinite(nil, float64(f)); ok {
+		return b, nil
 	}
-	return query.AppendRepr(nil, v), nil
+	return query.AppendRepr(nil, float64(f)), nil
 }
 
 // UnmarshalJSON implements json.Unmarshaler; it takes what MarshalJSON

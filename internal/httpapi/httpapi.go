@@ -119,11 +119,10 @@ type jsonValue float64
 
 // MarshalJSON implements json.Marshaler.
 func (v jsonValue) MarshalJSON() ([]byte, error) {
-	f := float64(v)
-	if math.IsInf(f, 0) || math.IsNaN(f) {
-		return strconv.AppendQuote(nil, string(query.AppendRepr(nil, f))), nil
+	if b, ok := query.AppendJSONNonFinite(nil, float64(v)); ok {
+		return b, nil
 	}
-	return json.Marshal(f)
+	return json.Marshal(float64(v))
 }
 
 // timeRange reads from= and to= (ISO 8601 or unix seconds).

@@ -5,6 +5,17 @@ import (
 	"strconv"
 )
 
+// AppendJSONNonFinite appends v as the JSON string "inf", "-inf" or "nan"
+// when JSON has no number for it, and reports whether it did: the HTTP
+// API and the alert JSON write values so (as Prometheus writes every
+// sample value as a string), since a SUM of finite samples can overflow.
+func AppendJSONNonFinite(dst []byte, v float64) ([]byte, bool) {
+	if !math.IsNaN(v) && !math.IsInf(v, 0) {
+		return dst, false
+	}
+	return strconv.AppendQuote(dst, string(AppendRepr(nil, v))), true
+}
+
 // AppendRepr appends v as Python's repr prints a float, which is what the
 // original Metrics && Alert Server sent and what its clients parse: the
 // shortest digits that round-trip, in positional notation with at least one
