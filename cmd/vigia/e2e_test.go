@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -339,6 +340,101 @@ func TestMaxConns(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("only %d of 4 new connections served %v after the four closed", served, replyTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestHTTPMaxConns: with --http-max-conns 2 and two HTTP connections
+// open, a third reads a 503 reply with a JSON error and is closed, whether
+// or not it sent a request; once one of the two closes, new connections
+// are served.
+func TestHTTPMaxConns(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "--http-max-conns", "2")
+	get := func(nc net.Conn) (*http.Response, string, error) {
+		nc.SetDeadline(time.Now().Add(replyTimeout))
+		io.WriteString(nc, "GET /healthz HTTP/1.1\r\nHost: vigia\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+		if err != nil {
+			return nil, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp, string(b), err
+	}
+	var held []net.Conn
+	for range 2 {
+		nc, err := net.DialTimeout("tcp", s.http, replyTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		if resp, body, err := get(nc); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET /healthz on a held connection: %v %q %v", resp, body, err)
+		}
+		held = append(held, nc)
+	}
+	for _, withRequest := range []bool{false, true} {
+		nc, err := net.DialTimeout("tcp", s.http, replyTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp *http.Response
+		var body string
+		if withRequest {
+			resp, body, err = get(nc)
+		} else {
+			nc.SetDeadline(time.Now().Add(replyTimeout))
+			resp, err = http.ReadResponse(bufio.NewReader(nc), nil)
+			if err == nil {
+				var b []byte
+				b, err = io.ReadAll(resp.Body)
+				body = string(b)
+			}
+		}
+		nc.Close()
+		if err != nil {
+			t.Fatalf("third connection (request sent: %v): %v", withRequest, err)
+		}
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Content-Type") != "application/json" ||
+			body != `{"error":"The server is busy, try again later"}`+"\n" {
+			t.Errorf("third connection (request sent: %v): %s %q %q", withRequest, resp.Status, resp.Header.Get("Content-Type"), body)
+		}
+	}
+	for _, nc := range held {
+		if resp, _, err := get(nc); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("held connection after the refusals: %v %v", resp, err)
+		}
+	}
+	held[0].Close()
+	// The server sees the close asynchronously: retry until a new
+	// connection is served.
+	deadline := time.Now().Add(replyTimeout)
+	for {
+		nc, err := net.DialTimeout("tcp", s.http, replyTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(nc, "GET /metrics HTTP/1.1\r\nHost: vigia\r\nConnection: close\r\n\r\n")
+		nc.SetDeadline(time.Now().Add(replyTimeout))
+		resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		nc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == 200 {
+			if v := metricValue(t, string(b), "vigia_http_refused_connections_total"); v < 2 {
+				t.Errorf("vigia_http_refused_connections_total %v after 2 connections refused", v)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection served %v after one of the two closed: %s", replyTimeout, resp.Status)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

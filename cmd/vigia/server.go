@@ -19,6 +19,7 @@ func runServer(args []string) int {
 	fs.StringVar(&o.NativeAddr, "native-addr", "127.0.0.1:7574", "native protocol TCP address, or off")
 	fs.StringVar(&o.HTTPAddr, "http-addr", "127.0.0.1:7575", "HTTP address (/healthz, /metrics, /api/v1/...), or off")
 	fs.IntVar(&o.MaxConns, "max-conns", 1024, "native connections open at once; the next one gets 503 and is closed")
+	fs.IntVar(&o.HTTPMaxConns, "http-max-conns", 512, "HTTP connections open at once; the next one gets a 503 reply and is closed")
 	fs.IntVar(&o.MaxInflight, "max-inflight", 65536, "native requests being executed at once; beyond it clients get 503 and are closed")
 	fs.IntVar(&o.MaxQueryPoints, "max-query-points", 1000000, "windows one QUERY may answer (about 10 bytes each); beyond it the QUERY gets a 400 line")
 	fs.IntVar(&o.MaxSeries, "max-series", 1000000, "series LOG may create; a LOG of a new id beyond it gets a 400 line (bounds the index's memory)")
@@ -46,6 +47,7 @@ func runServer(args []string) int {
 		ok   bool
 	}{
 		{"--max-conns", o.MaxConns, o.MaxConns >= 1},
+		{"--http-max-conns", o.HTTPMaxConns, o.HTTPMaxConns >= 1},
 		{"--max-inflight", o.MaxInflight, o.MaxInflight >= 1},
 		{"--max-query-points", o.MaxQueryPoints, o.MaxQueryPoints >= 1},
 		{"--max-series", o.MaxSeries, o.MaxSeries >= 1},

@@ -120,7 +120,7 @@ func TestStartupErrors(t *testing.T) {
 	// Zero or negative limits and durations are refused, not replaced by
 	// the defaults.
 	for _, args := range [][]string{
-		{"--max-conns", "-5"}, {"--max-inflight", "0"}, {"--max-series", "0"}, {"--max-query-points", "-1"},
+		{"--max-conns", "-5"}, {"--http-max-conns", "0"}, {"--max-inflight", "0"}, {"--max-series", "0"}, {"--max-query-points", "-1"},
 		{"--retention", "0"}, {"--retention", "-1h"}, {"--alert-interval", "-1s"}, {"--idle-timeout", "0"},
 		{"--flush-interval", "0s"},
 	} {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigia-mon/vigia/internal/netlimit"
 	"github.com/vigia-mon/vigia/internal/query"
 	"github.com/vigia-mon/vigia/internal/tsdb"
 )
@@ -439,7 +440,7 @@ func TestMaxConns(t *testing.T) {
 
 // TestRefusalBurst opens many connections beyond --max-conns at once and
 // keeps them open: the server refuses them all, holding at most
-// maxRefusing of them (and their goroutines) for a graceful close.
+// netlimit.MaxRefusing of them (and their goroutines) for a graceful close.
 func TestRefusalBurst(t *testing.T) {
 	ts := startServer(t, Options{MaxConns: 1})
 	held := dial(t, ts.addr)
@@ -465,8 +466,8 @@ func TestRefusalBurst(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if extra := runtime.NumGoroutine() - base; extra > maxRefusing+8 {
-		t.Errorf("%d more goroutines during the burst, want at most %d", extra, maxRefusing+8)
+	if extra := runtime.NumGoroutine() - base; extra > netlimit.MaxRefusing+8 {
+		t.Errorf("%d more goroutines during the burst, want at most %d", extra, netlimit.MaxRefusing+8)
 	}
 	for i, c := range conns {
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vigia-mon/vigia/internal/native/wire"
+	"github.com/vigia-mon/vigia/internal/netlimit"
 	"github.com/vigia-mon/vigia/internal/query"
 	"github.com/vigia-mon/vigia/internal/tsdb"
 )
@@ -136,8 +137,8 @@ type Server struct {
 	log  *slog.Logger
 
 	inflight  atomic.Int64
-	refusing  atomic.Int64 // connections being refused (refuse goroutines)
-	newSeries atomic.Int64 // series that connections' batches will create once admitted, counted against MaxSeries
+	refuser   netlimit.Refuser // connections beyond MaxConns
+	newSeries atomic.Int64     // series that connections' batches will create once admitted, counted against MaxSeries
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -165,6 +166,7 @@ func New(opts Options) *Server {
 	return &Server{
 		opts:      opts,
 		log:       opts.Logger,
+		refuser:   netlimit.Refuser{Reply: wire.ReplyBusy},
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 	}
@@ -211,15 +213,7 @@ func (s *Server) Serve(l net.Listener) error {
 		if s.stats.conns.Add(1) > int64(s.opts.MaxConns) {
 			s.stats.conns.Add(-1)
 			s.stats.rejected.Add(1)
-			if s.refusing.Add(1) > maxRefusing {
-				s.refusing.Add(-1)
-				refuseNow(nc)
-				continue
-			}
-			go func() {
-				refuse(nc)
-				s.refusing.Add(-1)
-			}()
+			s.refuser.Refuse(nc)
 			continue
 		}
 		c := newConn(s, nc)
@@ -242,41 +236,6 @@ func (s *Server) Serve(l net.Listener) error {
 			s.stats.conns.Add(-1)
 		}()
 	}
-}
-
-// maxRefusing bounds the connections beyond MaxConns that are being
-// refused gracefully at once (each for up to 2 s, see refuse); past it a
-// burst of connections is refused at once (refuseNow), so that it cannot
-// hold the process's file descriptors.
-const maxRefusing = 64
-
-// refuseNow writes the busy line if the socket takes it at once, and
-// closes the connection; a client that already sent requests may see a
-// reset instead of the line.
-func refuseNow(nc net.Conn) {
-	nc.SetWriteDeadline(time.Now().Add(time.Millisecond))
-	nc.Write(wire.ReplyBusy)
-	nc.Close()
-}
-
-// refuse answers a connection beyond MaxConns with the busy line and closes
-// it without reading what it sent.
-func refuse(nc net.Conn) {
-	nc.SetWriteDeadline(time.Now().Add(time.Second))
-	nc.Write(wire.ReplyBusy)
-	if tc, ok := nc.(*net.TCPConn); ok {
-		// Close without a reset even if the client already sent requests:
-		// it must read the 503, not ECONNRESET.
-		tc.CloseWrite()
-		tc.SetReadDeadline(time.Now().Add(time.Second))
-		var buf [4096]byte
-		for {
-			if _, err := tc.Read(buf[:]); err != nil {
-				break
-			}
-		}
-	}
-	nc.Close()
 }
 
 // Shutdown stops accepting, lets every connection finish the requests it

@@ -67,6 +67,11 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	m("vigia_native_long_lines_total", "Native connections closed for a line over 64 KiB.", counter, float64(ns.LongLines))
 	m("vigia_native_timeouts_total", "Native connections closed idle or for not reading.", counter, float64(ns.Timeouts))
 
+	if s.httpLn != nil {
+		m("vigia_http_connections", "Open HTTP connections.", gauge, float64(s.httpLn.Open()))
+		m("vigia_http_refused_connections_total", "HTTP connections refused with 503 (--http-max-conns).", counter, float64(s.httpLn.Refused()))
+	}
+
 	m("vigia_alert_rules", "Registered alert rules.", gauge, float64(as.Rules))
 	m("vigia_alert_checks_total", "Alert checks run.", counter, float64(as.Checks))
 	m("vigia_alert_overruns_total", "Alert checks that ended after the next tick.", counter, float64(as.Overruns))

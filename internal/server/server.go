@@ -24,6 +24,7 @@ import (
 	"github.com/vigia-mon/vigia/internal/httpapi"
 	"github.com/vigia-mon/vigia/internal/ingest"
 	"github.com/vigia-mon/vigia/internal/native"
+	"github.com/vigia-mon/vigia/internal/netlimit"
 	"github.com/vigia-mon/vigia/internal/tsdb"
 )
 
@@ -34,9 +35,12 @@ type Options struct {
 	NativeAddr string // default 127.0.0.1:7574
 	HTTPAddr   string // default 127.0.0.1:7575
 
-	MaxConns    int // native connections; default 1024
-	MaxInflight int // native requests in flight; default 65536
-	MaxSeries   int // series a LOG may create; default 1,000,000
+	MaxConns int // native connections; default 1024
+	// HTTPMaxConns bounds the HTTP connections open at once; the next one
+	// gets a 503 reply and is closed. Default 512.
+	HTTPMaxConns int
+	MaxInflight  int // native requests in flight; default 65536
+	MaxSeries    int // series a LOG may create; default 1,000,000
 	// MaxQueryPoints caps the windows of one query reply; default 1,000,000.
 	MaxQueryPoints int
 	IdleTimeout    time.Duration
@@ -62,7 +66,8 @@ type Server struct {
 	native  *native.Server
 	httpSrv *http.Server
 
-	nativeLn, httpLn net.Listener
+	nativeLn net.Listener
+	httpLn   *netlimit.Listener // nil when off
 }
 
 // Open opens the data dir and binds the listeners. Its errors are one line
@@ -77,6 +82,9 @@ func Open(opts Options) (_ *Server, err error) {
 	}
 	if opts.HTTPAddr == "" {
 		opts.HTTPAddr = "127.0.0.1:7575"
+	}
+	if opts.HTTPMaxConns <= 0 {
+		opts.HTTPMaxConns = 512
 	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 10 * time.Second
@@ -94,8 +102,12 @@ func Open(opts Options) (_ *Server, err error) {
 	if s.nativeLn, err = listen(opts.NativeAddr, "--native-addr"); err != nil {
 		return nil, err
 	}
-	if s.httpLn, err = listen(opts.HTTPAddr, "--http-addr"); err != nil {
+	httpLn, err := listen(opts.HTTPAddr, "--http-addr")
+	if err != nil {
 		return nil, err
+	}
+	if httpLn != nil {
+		s.httpLn = netlimit.NewListener(httpLn, opts.HTTPMaxConns, httpBusy)
 	}
 	if err := checkDataDir(opts.DataDir); err != nil {
 		return nil, err
@@ -163,6 +175,15 @@ func Open(opts Options) (_ *Server, err error) {
 	}
 	return s, nil
 }
+
+// httpBusy is the reply to an HTTP connection beyond HTTPMaxConns, sent
+// without reading its request.
+var httpBusy = func() []byte {
+	body := `{"error":"The server is busy, try again later"}` + "\n"
+	return fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\n"+
+		"Content-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\n"+
+		"Content-Length: %d\r\n\r\n%s", len(body), body)
+}()
 
 // checkDataDir creates dir and checks that it is writable, so that the
 // error names the flag to change.
