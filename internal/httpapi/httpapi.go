@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,7 +72,33 @@ func Handler(opts Options) http.Handler {
 		mux.Handle("/api/v1/alerts", opts.Alerts)
 		mux.Handle("/api/v1/alerts/", opts.Alerts)
 	}
-	return mux
+	return jsonErrors{mux}
+}
+
+// jsonErrors answers the requests mux has no route for with JSON errors,
+// as every handler does, instead of ServeMux's plain text: 405 with the
+// Allow header when the path is served for other methods, else 404.
+type jsonErrors struct{ mux *http.ServeMux }
+
+func (j jsonErrors) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := j.mux.Handler(r); pattern != "" {
+		j.mux.ServeHTTP(w, r)
+		return
+	}
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		other := *r
+		other.Method = m
+		if _, pattern := j.mux.Handler(&other); pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, r.Method+" "+r.URL.Path+": method not allowed, use "+strings.Join(allow, " or "))
 }
 
 type api struct {

@@ -89,7 +89,9 @@ func TestAPI(t *testing.T) {
 		{"GET", "/api/v1/metrics", 200, `["big","cpu"]` + "\n"},
 		{"GET", "/api/v1/metrics?prefix=x", 200, "[]\n"},
 		{"POST", "/api/v1/admin/flush", 200, ""},
-		{"GET", "/api/v1/admin/flush", 405, ""},
+		{"GET", "/api/v1/admin/flush", 405, `{"error":"GET /api/v1/admin/flush: method not allowed, use POST"}` + "\n"},
+		{"DELETE", "/api/v1/query", 405, `{"error":"DELETE /api/v1/query: method not allowed, use GET"}` + "\n"},
+		{"GET", "/api/v1/nope", 404, `{"error":"no such endpoint: /api/v1/nope"}` + "\n"},
 		{"GET", "/api/v1/alerts", 404, ""},
 	}
 	for _, tt := range tests {
