@@ -241,6 +241,7 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 		buf = append(buf, "time,value\n"...)
 	}
 	var werr error
+	wrote := false
 	err = query.ScanMerged(a.opts.Store, refs, mint, maxt, func(ts []int64, vs []float64) bool {
 		for i := range ts {
 			if format == "json" {
@@ -263,12 +264,20 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 		if len(buf) > 32<<10 {
 			_, werr = w.Write(buf)
 			buf = buf[:0]
+			wrote = true
 		}
 		return werr == nil // stop once the client is gone
 	})
 	if err != nil {
 		a.log.Error("export failed", "name", name, "err", err)
-		return
+		if !wrote {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		// The 200 and some rows are out: end the reply without its final
+		// chunk, so that the client sees a broken transfer, not a short
+		// export.
+		panic(http.ErrAbortHandler)
 	}
 	if format == "json" {
 		buf = append(buf, "]\n"...)

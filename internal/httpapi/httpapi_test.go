@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -124,5 +126,48 @@ func TestHealthNotReady(t *testing.T) {
 	defer srv.Close()
 	if code, _ := get(t, "GET", srv.URL+"/healthz"); code != 503 {
 		t.Fatal(code)
+	}
+}
+
+// failingStore fails every Scan after its samples were passed on.
+type failingStore struct{ *tsdb.DB }
+
+func (f failingStore) Scan(ref tsdb.SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool) error {
+	if err := f.DB.Scan(ref, mint, maxt, fn); err != nil {
+		return err
+	}
+	return errors.New("part 7: checksum mismatch")
+}
+
+// TestExportFails: an export whose read fails answers 500 when nothing
+// was sent yet, and otherwise breaks the transfer rather than end it as if
+// the export were complete.
+func TestExportFails(t *testing.T) {
+	db, err := tsdb.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	srv := httptest.NewServer(Handler(Options{Store: failingStore{db}, Gatherer: prometheus.NewRegistry(),
+		Logger: slog.New(slog.DiscardHandler)}))
+	defer srv.Close()
+	logSamples(t, db, "short", nil, [2]float64{1650931200000, 1})
+	var long [][2]float64
+	for i := range 5000 {
+		long = append(long, [2]float64{float64(1650931200000 + 1000*i), float64(i)})
+	}
+	logSamples(t, db, "long", nil, long...)
+
+	if code, body := get(t, "GET", srv.URL+"/api/v1/export?name=short"); code != 500 || body != `{"error":"part 7: checksum mismatch"}`+"\n" {
+		t.Errorf("export failing before any row: %d %q", code, body)
+	}
+	resp, err := http.Get(srv.URL + "/api/v1/export?name=long")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || err == nil {
+		t.Errorf("export failing after %d bytes: status %d, body read error %v; want 200 and a broken transfer", len(b), resp.StatusCode, err)
 	}
 }
