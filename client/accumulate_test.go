@@ -279,6 +279,42 @@ func TestHistogramQuantileRank(t *testing.T) {
 	}
 }
 
+// TestHistogramOutOfRange: magnitudes of 2^40 and more are reported as
+// the interval's max (or min, when negative), whatever else it observed,
+// and magnitudes just below 2^40 keep their accuracy.
+func TestHistogramOutOfRange(t *testing.T) {
+	tests := []struct {
+		name string
+		vals []float64
+		want float64 // p50
+	}{
+		{"large", []float64{1, 1e13, 2e13}, 2e13},
+		{"large negative", []float64{-3e13, -1e13, 1}, -3e13},
+		{"just below 2^40", []float64{1.095e12, 1.095e12, 5e13}, 1.095e12},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, clk := newManualClient(t, &Options{Quantiles: []float64{0.5, 1}})
+			h := c.Histogram("h")
+			for _, v := range tt.vals {
+				h.Observe(v)
+			}
+			clk.set(at(10_000))
+			c.collect(true)
+			got := map[string]float64{}
+			for _, p := range c.Get("h") {
+				got[p.Name] = p.Value
+			}
+			if p50 := got["h.p50"]; math.Abs(p50-tt.want) > maxRelErr*math.Abs(tt.want) {
+				t.Errorf("p50 of %v = %v, want %v", tt.vals, p50, tt.want)
+			}
+			if max := slices.Max(tt.vals); got["h.p100"] != max {
+				t.Errorf("p100 of %v = %v, want the max %v", tt.vals, got["h.p100"], max)
+			}
+		})
+	}
+}
+
 func TestHistogramIdleAndReset(t *testing.T) {
 	c, clk := newManualClient(t, &Options{Quantiles: []float64{0.5}})
 	h := c.Histogram("h")
@@ -363,6 +399,19 @@ func TestRuntimeMetrics(t *testing.T) {
 	}
 	if last[RuntimeGoroutines] < 2 || last[RuntimeHeapInuse] < 1<<16 || last[RuntimeGCCount] < 1 || last[RuntimeGCPause] <= 0 {
 		t.Errorf("runtime metrics %v", last)
+	}
+}
+
+func TestRuntimeGCPauseFirstInterval(t *testing.T) {
+	// The GC pauses of the interval in which RuntimeMetrics was called
+	// count in that interval, as those of every later one do.
+	c, clk := newManualClient(t, nil)
+	c.RuntimeMetrics()
+	runtime.GC()
+	clk.set(at(10_000))
+	c.collect(true)
+	if got := c.Get(RuntimeGCPause); len(got) != 1 || got[0].Value <= 0 {
+		t.Errorf("first interval's %s points: %v, want one with the pause of its GC", RuntimeGCPause, got)
 	}
 }
 

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -550,5 +551,76 @@ func TestGraphiteKeepsWhatWasNotWritten(t *testing.T) {
 	flush(t, c, 5*time.Second)
 	if line := <-got; !strings.HasPrefix(line, "a 1 ") {
 		t.Errorf("server got %q", line)
+	}
+}
+
+func TestFlushReturnsWhenClosed(t *testing.T) {
+	// A Flush waiting without a deadline for a server that is down
+	// returns once another goroutine's Close gives up and stops the
+	// client, rather than waiting forever.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	c := newTestClient(t, addr, Options{})
+	c.Counter("a").Inc()
+	flushed := make(chan error, 1)
+	go func() { flushed <- c.Flush(context.Background()) }()
+	waitFor(t, "a failed attempt", 5*time.Second, func() bool { return c.Stats().Failures > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := c.Close(ctx); err == nil {
+		t.Fatal("Close succeeded with the server down")
+	}
+	select {
+	case err := <-flushed:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Flush: %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Flush still waiting 5s after Close stopped the client")
+	}
+}
+
+func TestBusyIsReportedWhileWriting(t *testing.T) {
+	// The server answers the first line with 503 and reads no more, as a
+	// busy server may: the writer is still writing when the reader sees
+	// the 503 and closes the connection. The failure is a 503 (the window
+	// halves), not the writer's error on the connection closed under it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	release := make(chan struct{})
+	defer close(release)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
+					return
+				}
+				io.WriteString(conn, "503 The server is busy, try again later\n")
+				<-release
+			}()
+		}
+	}()
+	const points = 30_000 // about 7 MB of LOG lines: more than the sockets buffer
+	c := newTestClient(t, ln.Addr().String(), Options{MaxInFlight: points})
+	long := strings.Repeat("x", 200)
+	for i := 0; i < points; i++ {
+		c.Counter(long + strconv.Itoa(i)).Inc()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := c.Flush(ctx); !errors.Is(err, ErrBusy) {
+		t.Errorf("Flush: %v, want the last delivery error to be ErrBusy", err)
 	}
 }

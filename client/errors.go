@@ -3,7 +3,8 @@ package client
 import "errors"
 
 var (
-	// ErrClosed is returned by Flush after Close.
+	// ErrClosed is returned by Flush after Close, and by a Flush that
+	// was waiting when Close stopped the Client.
 	ErrClosed = errors.New("vigia client: closed")
 	// ErrBusy is a delivery refused with "503 The server is busy"; what was
 	// not acknowledged is sent again later.

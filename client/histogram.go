@@ -46,6 +46,7 @@ const (
 	expBias    = 1023
 	maxRelErr  = 1.0 / (2 * subCount) // half a bucket's width relative to its low end
 	zeroCutoff = 0x1p-40
+	overCutoff = 0x1p40
 )
 
 type octave [subCount]atomic.Uint64
@@ -61,6 +62,9 @@ type histCell struct {
 	zero atomic.Uint64 // |v| < 2^-40
 	pos  sketch
 	neg  sketch
+	// |v| >= 2^40, reported as the interval's max or min.
+	posOver atomic.Uint64
+	negOver atomic.Uint64
 }
 
 func (c *histCell) reset() {
@@ -68,6 +72,8 @@ func (c *histCell) reset() {
 	c.min.Store(math.Float64bits(math.Inf(1)))
 	c.max.Store(math.Float64bits(math.Inf(-1)))
 	c.zero.Store(0)
+	c.posOver.Store(0)
+	c.negOver.Store(0)
 	for _, s := range []*sketch{&c.pos, &c.neg} {
 		for i := range s {
 			if o := s[i].Load(); o != nil {
@@ -81,13 +87,10 @@ func (c *histCell) reset() {
 }
 
 // bucket returns the octave and sub-bucket of magnitude a, which is at
-// least 2^-40 and finite.
+// least 2^-40 and below 2^40.
 func bucket(a float64) (oct, sub int) {
 	b := math.Float64bits(a)
 	e := int(b>>52) - expBias
-	if e >= maxExp {
-		return octaves - 1, subCount - 1
-	}
 	return e - minExp, int(b>>mantShift) & (subCount - 1)
 }
 
@@ -117,6 +120,10 @@ func (h *Histogram) Observe(v float64) {
 	switch a := math.Abs(v); {
 	case a < zeroCutoff:
 		c.zero.Add(1)
+	case a >= overCutoff && v > 0:
+		c.posOver.Add(1)
+	case a >= overCutoff:
+		c.negOver.Add(1)
 	case v > 0:
 		c.pos.add(a)
 	default:
@@ -168,7 +175,12 @@ func (h *Histogram) collect(dst []point, ts int64) []point {
 // quantile returns the estimated ⌈q·n⌉-th smallest of the n observations.
 func (c *histCell) quantile(q float64, n uint64) float64 {
 	rank := nearestRank(q, n)
-	var seen uint64
+	// Out of range magnitudes return an infinity that the caller clamps
+	// to the interval's min or max.
+	seen := c.negOver.Load()
+	if seen >= rank {
+		return math.Inf(-1)
+	}
 	// Negative values, from the largest magnitude down.
 	for oct := octaves - 1; oct >= 0; oct-- {
 		o := c.neg[oct].Load()
@@ -195,7 +207,7 @@ func (c *histCell) quantile(q float64, n uint64) float64 {
 			}
 		}
 	}
-	return math.Inf(1) // unreachable when counts add up to n
+	return math.Inf(1) // the positive out of range magnitudes
 }
 
 // Timer is a Histogram of durations, in seconds: it reports the same

@@ -3,6 +3,7 @@ package client
 import (
 	"math"
 	"runtime/metrics"
+	"slices"
 )
 
 // The series RuntimeMetrics reports, before Prefix and templates.
@@ -37,7 +38,7 @@ type runtimeSampler struct {
 }
 
 func newRuntimeSampler(name func(string) string) *runtimeSampler {
-	return &runtimeSampler{
+	r := &runtimeSampler{
 		names: []string{name(RuntimeGoroutines), name(RuntimeHeapInuse), name(RuntimeGCCount), name(RuntimeGCPause)},
 		samples: []metrics.Sample{
 			{Name: "/sched/goroutines:goroutines"},
@@ -47,6 +48,13 @@ func newRuntimeSampler(name func(string) string) *runtimeSampler {
 			{Name: "/sched/pauses/total/gc:seconds"},
 		},
 	}
+	// The pauses so far are the baseline, so that the first interval
+	// reports its own pauses as every later one does.
+	metrics.Read(r.samples)
+	if v := r.samples[4].Value; v.Kind() == metrics.KindFloat64Histogram {
+		r.prevPause = slices.Clone(v.Float64Histogram().Counts)
+	}
+	return r
 }
 
 func (r *runtimeSampler) kind() string     { return "runtime" }

@@ -98,6 +98,13 @@ func (s *sender) flush(ctx context.Context, seq uint64) error {
 		return nil
 	case <-ctx.Done():
 		return s.flushErr(ctx)
+	case <-s.done:
+		// Close stopped the sender, which closes no waiter on its way
+		// out.
+		if !s.c.backlog.holdsThrough(seq) {
+			return nil
+		}
+		return ErrClosed
 	}
 }
 
@@ -295,8 +302,10 @@ func (s *sender) pipeline(batch []point) (int, error) {
 		conn.Close() // unblocks the writer
 	}
 	w := <-werr
-	if w.err != nil {
-		// The writer's error explains the reader's (closed connection).
+	if w.err != nil && !errors.Is(err, ErrBusy) && !errors.Is(err, ErrProtocol) {
+		// The writer's error explains the reader's (closed connection),
+		// unless the reader got a reply that failed the attempt and
+		// closed the connection under the writer.
 		err = w.err
 	}
 	if err != nil && w.lines > n {
