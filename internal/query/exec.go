@@ -84,10 +84,7 @@ func (e *Executor) Run(st Store, q Spec) ([]Point, error) {
 				return nil, err
 			}
 		}
-		mint = archived
-		if mint >= maxt {
-			return w.Result(), nil
-		}
+		mint = archived // ScanMerged scans nothing when the archives answered all
 	}
 	err := ScanMerged(st, refs, mint, maxt, func(ts []int64, vs []float64) bool {
 		w.Add(ts, vs)

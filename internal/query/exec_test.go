@@ -185,3 +185,61 @@ func TestExecutorArchivesLastAcrossSeries(t *testing.T) {
 		}
 	}
 }
+
+// archiveStore is a Store of one series, "m", whose samples all lie before
+// ArchivedTo: only its 1-minute archive points answer.
+type archiveStore struct {
+	archivedTo int64
+	points     []tsdb.Aggregate
+}
+
+func (s *archiveStore) RefsByName(name []byte) []tsdb.SeriesRef {
+	if string(name) != "m" {
+		return nil
+	}
+	return []tsdb.SeriesRef{1}
+}
+
+func (s *archiveStore) Scan(tsdb.SeriesRef, int64, int64, func([]int64, []float64) bool) error {
+	return nil
+}
+
+func (s *archiveStore) ScanAggregates(_ tsdb.SeriesRef, res time.Duration, mint, maxt int64, fn func([]tsdb.Aggregate) bool) error {
+	if res != time.Minute {
+		return nil
+	}
+	var in []tsdb.Aggregate
+	for _, a := range s.points {
+		if a.T >= mint && a.T < maxt {
+			in = append(in, a)
+		}
+	}
+	fn(in)
+	return nil
+}
+
+func (s *archiveStore) ArchivedTo() int64 { return s.archivedTo }
+
+// TestExecutorMaxPointsArchived: the bound on windows holds for a query
+// the archives answer whole, as for one that reaches the raw data.
+func TestExecutorMaxPointsArchived(t *testing.T) {
+	const day = 86400000
+	st := &archiveStore{archivedTo: day}
+	for i := range int64(10) {
+		st.points = append(st.points, tsdb.Aggregate{T: i * 60000, Count: 1, Sum: 1, Min: 1, Max: 1, Last: 1, LastT: i * 60000})
+	}
+	var ex Executor
+	for _, q := range []Spec{
+		{Name: []byte("m"), Op: Count, Step: 60000, MaxPoints: 5},
+		{Name: []byte("m"), Op: Count, Step: 60000, From: 0, HasFrom: true, To: day, HasTo: true, MaxPoints: 5},
+		{Name: []byte("m"), Op: Count, Step: 60000, To: 3600000, HasTo: true, MaxPoints: 5},
+	} {
+		if got, err := ex.Run(st, q); !errors.Is(err, ErrTooManyPoints) {
+			t.Errorf("%+v: %d points, %v; want ErrTooManyPoints", q, len(got), err)
+		}
+	}
+	q := Spec{Name: []byte("m"), Op: Count, Step: 60000, To: 3600000, HasTo: true, MaxPoints: 10}
+	if got, err := ex.Run(st, q); err != nil || len(got) != 10 {
+		t.Errorf("%+v: %d points, %v; want 10", q, len(got), err)
+	}
+}
