@@ -75,7 +75,9 @@ type Request struct {
 
 // Parse parses one request line, without its line ending, into r. On
 // failure it returns one of the errors in errors.go; ReplyFor turns it into
-// the protocol's reply line. Parse does not allocate.
+// the protocol's reply line. Parse does not allocate for
+// well-formed requests whose times are unix seconds or the usual ISO 8601
+// forms; other time forms go through the time package.
 func Parse(line []byte, r *Request) error {
 	*r = Request{}
 	if parseLog(line, r) {
