@@ -47,6 +47,9 @@ func (m *Monitor) check() {
 			b.recycle()
 		}
 	}
+	if cap(m.mergeTs) > maxSpare {
+		m.mergeTs, m.mergeVs = nil, nil // as recycle: a burst must not pin its memory
+	}
 	sort.Slice(events, func(i, j int) bool { return events[i].ID < events[j].ID })
 	for _, e := range events {
 		e.raw, _ = marshal(e) // cannot fail: jsonFloat handles every value

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/crc32"
+	"log/slog"
 	"math"
 	"strconv"
 
@@ -54,6 +55,18 @@ func (f *jsonFloat) UnmarshalJSON(b []byte) error {
 	}
 	*f = jsonFloat(v)
 	return nil
+}
+
+// LogValue implements slog.LogValuer: a finite value logs as a number and
+// a non-finite one as the string the JSON holds ("inf"), since slog's JSON
+// handler cannot encode an infinite float64 and would log an error in
+// place of the value.
+func (f jsonFloat) LogValue() slog.Value {
+	v := float64(f)
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return slog.StringValue(string(query.AppendRepr(nil, v)))
+	}
+	return slog.Float64Value(v)
 }
 
 // fmtTime formats unix ms as RFC 3339 UTC with milliseconds.

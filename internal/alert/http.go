@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vigia-mon/vigia/internal/httpjson"
 	"github.com/vigia-mon/vigia/internal/query"
 )
 
@@ -33,7 +34,9 @@ const (
 //	POST   /api/v1/alerts                 {"metric","op","secs","limit","cmp"}
 //	DELETE /api/v1/alerts/{id}
 //
-// Errors are JSON objects {"error": "..."} with a 4xx or 5xx status.
+// Errors are JSON objects {"error": "..."} with a 4xx or 5xx status,
+// including a path it does not serve (404) and a method it does not serve
+// on a path (405, with an Allow header).
 func (m *Monitor) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/alerts", m.serveList)
@@ -43,7 +46,7 @@ func (m *Monitor) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/alerts/history", m.serveHistory)
 	mux.HandleFunc("GET /api/v1/alerts/{id}", m.serveGet)
 	mux.HandleFunc("DELETE /api/v1/alerts/{id}", m.serveDelete)
-	return mux
+	return httpjson.Routes(mux)
 }
 
 func writeJSON(w http.ResponseWriter, code int, body []byte) {
@@ -53,15 +56,10 @@ func writeJSON(w http.ResponseWriter, code int, body []byte) {
 	w.Write([]byte{'\n'})
 }
 
-func writeError(w http.ResponseWriter, code int, msg string) {
-	b, _ := json.Marshal(map[string]string{"error": msg})
-	writeJSON(w, code, b)
-}
-
 func (m *Monitor) serveList(w http.ResponseWriter, r *http.Request) {
 	b, err := m.ListJSON()
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		httpjson.Error(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, b)
@@ -70,7 +68,7 @@ func (m *Monitor) serveList(w http.ResponseWriter, r *http.Request) {
 func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id < 1 {
-		writeError(w, http.StatusBadRequest, "alert id must be a positive integer")
+		httpjson.Error(w, http.StatusBadRequest, "alert id must be a positive integer")
 		return 0, false
 	}
 	return id, true
@@ -83,11 +81,11 @@ func (m *Monitor) serveGet(w http.ResponseWriter, r *http.Request) {
 	}
 	b, err := m.getJSON(id)
 	if errors.Is(err, ErrNotFound) {
-		writeError(w, http.StatusNotFound, "alert not found")
+		httpjson.Error(w, http.StatusNotFound, "alert not found")
 		return
 	}
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		httpjson.Error(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, b)
@@ -100,9 +98,9 @@ func (m *Monitor) serveDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	switch err := m.DeleteRule(id); {
 	case errors.Is(err, ErrNotFound):
-		writeError(w, http.StatusNotFound, "alert not found")
+		httpjson.Error(w, http.StatusNotFound, "alert not found")
 	case err != nil:
-		writeError(w, http.StatusInternalServerError, err.Error())
+		httpjson.Error(w, http.StatusInternalServerError, err.Error())
 	default:
 		w.WriteHeader(http.StatusNoContent)
 	}
@@ -111,33 +109,33 @@ func (m *Monitor) serveDelete(w http.ResponseWriter, r *http.Request) {
 func (m *Monitor) serveCreate(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		httpjson.Error(w, http.StatusBadRequest, "read body: "+err.Error())
 		return
 	}
 	if len(body) > maxBody {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", maxBody))
+		httpjson.Error(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", maxBody))
 		return
 	}
 	req, err := parseRuleRequest(body)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	id, created, err := m.addRule(req.Metric, req.op, req.Secs, *req.Limit, req.Cmp)
 	switch {
 	case errors.Is(err, ErrBadRule), errors.Is(err, ErrTooManyRules):
-		writeError(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	case errors.Is(err, ErrMetricNotFound):
-		writeError(w, http.StatusNotFound, "metric not found: "+req.Metric)
+		httpjson.Error(w, http.StatusNotFound, "metric not found: "+req.Metric)
 		return
 	case err != nil:
-		writeError(w, http.StatusInternalServerError, err.Error())
+		httpjson.Error(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	b, err := m.getJSON(id)
 	if err != nil { // deleted in between
-		writeError(w, http.StatusConflict, err.Error())
+		httpjson.Error(w, http.StatusConflict, err.Error())
 		return
 	}
 	code := http.StatusOK
@@ -193,19 +191,19 @@ func (m *Monitor) serveHistory(w http.ResponseWriter, r *http.Request) {
 	var err error
 	if s := q.Get("from"); s != "" {
 		if from, err = query.ParseTime([]byte(s)); err != nil {
-			writeError(w, http.StatusBadRequest, "from: "+err.Error())
+			httpjson.Error(w, http.StatusBadRequest, "from: "+err.Error())
 			return
 		}
 	}
 	if s := q.Get("to"); s != "" {
 		if to, err = query.ParseTime([]byte(s)); err != nil {
-			writeError(w, http.StatusBadRequest, "to: "+err.Error())
+			httpjson.Error(w, http.StatusBadRequest, "to: "+err.Error())
 			return
 		}
 	}
 	if s := q.Get("id"); s != "" {
 		if id, err = strconv.ParseInt(s, 10, 64); err != nil || id < 1 {
-			writeError(w, http.StatusBadRequest, "id must be a positive integer")
+			httpjson.Error(w, http.StatusBadRequest, "id must be a positive integer")
 			return
 		}
 	}
@@ -213,14 +211,14 @@ func (m *Monitor) serveHistory(w http.ResponseWriter, r *http.Request) {
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 1 to %d", maxHistoryLimit))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 1 to %d", maxHistoryLimit))
 			return
 		}
 		limit = min(n, maxHistoryLimit)
 	}
 	b, err := m.history(from, to, id, limit)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		httpjson.Error(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, b)

@@ -33,7 +33,7 @@ func TestHTTPAPI(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusMethodNotAllowed && resp.Header.Get("Content-Type") != "application/json" {
+		if resp.StatusCode != http.StatusNoContent && resp.Header.Get("Content-Type") != "application/json" {
 			t.Errorf("%s %s: Content-Type %q", method, path, resp.Header.Get("Content-Type"))
 		}
 		return resp.StatusCode, string(b)
@@ -131,6 +131,44 @@ func TestHTTPAPI(t *testing.T) {
 	}
 	if code, _ := do("PUT", "/api/v1/alerts", "{}"); code != 405 {
 		t.Errorf("PUT: %d, want 405", code)
+	}
+}
+
+// TestHTTPUnroutedErrorsAreJSON: a path or method the alert API does not
+// serve gets a JSON error, as every other error (docs/http.md), not the
+// mux's plain text.
+func TestHTTPUnroutedErrorsAreJSON(t *testing.T) {
+	m := newTestMonitor(t, newFakeStore("cpu"), Options{})
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/alerts", m.Handler())
+	mux.Handle("/api/v1/alerts/", m.Handler())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		allow        string
+	}{
+		{"PUT", "/api/v1/alerts", 405, "GET, POST"},
+		{"DELETE", "/api/v1/alerts", 405, "GET, POST"},
+		{"PATCH", "/api/v1/alerts/1", 405, "GET, DELETE"},
+		{"GET", "/api/v1/alerts/1/state", 404, ""},
+	} {
+		req, _ := http.NewRequest(tc.method, srv.URL+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e struct {
+			Error string `json:"error"`
+		}
+		if resp.StatusCode != tc.code || resp.Header.Get("Allow") != tc.allow ||
+			resp.Header.Get("Content-Type") != "application/json" || json.Unmarshal(b, &e) != nil || e.Error == "" {
+			t.Errorf("%s %s: %d, Allow %q, Content-Type %q, body %q; want %d with Allow %q and a JSON error",
+				tc.method, tc.path, resp.StatusCode, resp.Header.Get("Allow"), resp.Header.Get("Content-Type"), b, tc.code, tc.allow)
+		}
 	}
 }
 

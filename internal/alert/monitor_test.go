@@ -3,6 +3,7 @@ package alert
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"math"
 	"path/filepath"
 	"testing"
@@ -396,5 +397,30 @@ func TestNewSeriesWatched(t *testing.T) {
 	m.check()
 	if got := drain(events); len(got) != 1 {
 		t.Fatalf("sample of the new series: %d events", len(got))
+	}
+}
+
+// TestLogOverflowedValue: a SUM of finite samples that overflows is
+// logged as "inf", as in the notification's JSON, by the JSON log format
+// too (which cannot encode an infinite number).
+func TestLogOverflowedValue(t *testing.T) {
+	var logs bytes.Buffer
+	st := newFakeStore("bytes")
+	m := newTestMonitor(t, st, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	m.AddRule("bytes", query.Sum, 60, 1, "")
+	m.Observe([]tsdb.Sample{sample(1, 1000, 1.5e308), sample(1, 2000, 1.5e308)})
+	m.check()
+	var line struct {
+		Msg   string `json:"msg"`
+		Limit any    `json:"limit"`
+		Value any    `json:"value"`
+	}
+	for _, l := range bytes.Split(logs.Bytes(), []byte{'\n'}) {
+		if bytes.Contains(l, []byte(`"alert firing"`)) {
+			decodeJSON(t, l, &line)
+		}
+	}
+	if line.Msg == "" || line.Value != "inf" || line.Limit != 1.0 {
+		t.Fatalf("firing log line: value %#v, limit %#v; want \"inf\" and 1\n%s", line.Value, line.Limit, logs.Bytes())
 	}
 }

@@ -55,7 +55,7 @@ func (m *Monitor) notify(events []*event) {
 	m.stats.notifications.Add(uint64(len(events)))
 	for _, e := range events {
 		args := []any{"alert_id", e.ID, "alert", e.Name, "metric", e.Metric, "op", e.Op,
-			"secs", e.Secs, "cmp", e.Cmp, "limit", float64(e.Limit), "value", float64(e.Value),
+			"secs", e.Secs, "cmp", e.Cmp, "limit", e.Limit, "value", e.Value,
 			"window_start", e.WindowStart, "breaching_windows", e.Windows, "active_at", e.ActiveAt}
 		if e.State == "firing" {
 			m.log.Warn("alert firing", args...)

@@ -103,3 +103,31 @@ func TestFilter(t *testing.T) {
 		t.Errorf("filter passes %d of 100000 unwatched refs", fp)
 	}
 }
+
+// TestBurstReleasesMergeBuffer: after a burst on a metric of several
+// series, the check lets go of the buffer it merged them in, as each
+// series lets go of its own, so one burst does not pin its memory for the
+// life of the server.
+func TestBurstReleasesMergeBuffer(t *testing.T) {
+	st := newFakeStore()
+	st.set("m", 1, 2)
+	m := newTestMonitor(t, st, Options{})
+	m.AddRule("m", query.Max, 10, 5, "")
+	batch := make([]tsdb.Sample, 4*maxSpare)
+	for i := range batch {
+		batch[i] = sample(tsdb.SeriesRef(1+i%2), int64(i), 1)
+	}
+	m.Observe(batch)
+	m.check()
+	if c := cap(m.mergeTs); c > maxSpare {
+		t.Fatalf("the check keeps a merge buffer of %d samples after the burst; at most %d", c, maxSpare)
+	}
+	// The next, ordinary check still merges both series.
+	events, cancel := m.Subscribe()
+	defer cancel()
+	m.Observe([]tsdb.Sample{sample(1, 1000, 1), sample(2, 2000, 9)})
+	m.check()
+	if got := drain(events); len(got) != 1 || decodeEvent(t, got[0]).Value != 9 {
+		t.Fatalf("after the burst: %q", got)
+	}
+}

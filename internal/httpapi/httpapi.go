@@ -11,12 +11,12 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vigia-mon/vigia/internal/httpjson"
 	"github.com/vigia-mon/vigia/internal/query"
 	"github.com/vigia-mon/vigia/internal/tsdb"
 )
@@ -72,33 +72,7 @@ func Handler(opts Options) http.Handler {
 		mux.Handle("/api/v1/alerts", opts.Alerts)
 		mux.Handle("/api/v1/alerts/", opts.Alerts)
 	}
-	return jsonErrors{mux}
-}
-
-// jsonErrors answers the requests mux has no route for with JSON errors,
-// as every handler does, instead of ServeMux's plain text: 405 with the
-// Allow header when the path is served for other methods, else 404.
-type jsonErrors struct{ mux *http.ServeMux }
-
-func (j jsonErrors) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := j.mux.Handler(r); pattern != "" {
-		j.mux.ServeHTTP(w, r)
-		return
-	}
-	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
-		other := *r
-		other.Method = m
-		if _, pattern := j.mux.Handler(&other); pattern != "" {
-			allow = append(allow, m)
-		}
-	}
-	if len(allow) == 0 {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
-		return
-	}
-	w.Header().Set("Allow", strings.Join(allow, ", "))
-	writeError(w, http.StatusMethodNotAllowed, r.Method+" "+r.URL.Path+": method not allowed, use "+strings.Join(allow, " or "))
+	return httpjson.Routes(mux)
 }
 
 type api struct {
@@ -127,10 +101,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	w.Write(append(b, '\n'))
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
 }
 
 // point is one window of a query result.
@@ -175,33 +145,33 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 	name := r.FormValue("name")
 	op, ok := query.ParseOp([]byte(r.FormValue("op")))
 	if !ok {
-		writeError(w, http.StatusBadRequest, "op: want one of AVG, MAX, MIN, COUNT, SUM, LAST")
+		httpjson.Error(w, http.StatusBadRequest, "op: want one of AVG, MAX, MIN, COUNT, SUM, LAST")
 		return
 	}
 	secs, err := strconv.ParseInt(r.FormValue("secs"), 10, 64)
 	if err != nil || secs < 1 || secs > query.MaxTime/1000 {
-		writeError(w, http.StatusBadRequest, "secs: want a whole number of seconds, at least 1")
+		httpjson.Error(w, http.StatusBadRequest, "secs: want a whole number of seconds, at least 1")
 		return
 	}
 	mint, maxt, hasFrom, err := timeRange(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	var ex query.Executor
 	pts, err := ex.Run(a.opts.Store, query.Spec{Name: []byte(name), Op: op, Step: secs * 1000,
 		From: mint, HasFrom: hasFrom, To: maxt, HasTo: maxt != math.MaxInt64, MaxPoints: a.opts.MaxQueryPoints})
 	if errors.Is(err, query.ErrNotFound) || name == "" {
-		writeError(w, http.StatusNotFound, "metric not found")
+		httpjson.Error(w, http.StatusNotFound, "metric not found")
 		return
 	}
 	if errors.Is(err, query.ErrTooManyPoints) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("the query would answer more than %d windows: use a larger secs or a narrower from/to", a.opts.MaxQueryPoints))
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("the query would answer more than %d windows: use a larger secs or a narrower from/to", a.opts.MaxQueryPoints))
 		return
 	}
 	if err != nil {
 		a.log.Error("query failed", "name", name, "err", err)
-		writeError(w, http.StatusInternalServerError, err.Error())
+		httpjson.Error(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	out := make([]point, len(pts))
@@ -218,17 +188,17 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 	name := r.FormValue("name")
 	mint, maxt, _, err := timeRange(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	format := r.FormValue("format")
 	if format != "" && format != "csv" && format != "json" {
-		writeError(w, http.StatusBadRequest, "format: want csv or json")
+		httpjson.Error(w, http.StatusBadRequest, "format: want csv or json")
 		return
 	}
 	refs := a.opts.Store.RefsByName([]byte(name))
 	if name == "" || len(refs) == 0 {
-		writeError(w, http.StatusNotFound, "metric not found")
+		httpjson.Error(w, http.StatusNotFound, "metric not found")
 		return
 	}
 	var buf []byte
@@ -271,7 +241,7 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.log.Error("export failed", "name", name, "err", err)
 		if !wrote {
-			writeError(w, http.StatusInternalServerError, err.Error())
+			httpjson.Error(w, http.StatusInternalServerError, err.Error())
 			return
 		}
 		// The 200 and some rows are out: end the reply without its final
@@ -302,7 +272,7 @@ func (a *api) flush(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	if err := a.opts.Store.Flush(); err != nil {
 		a.log.Error("flush failed", "err", err)
-		writeError(w, http.StatusInternalServerError, err.Error())
+		httpjson.Error(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"flushed": true, "seconds": time.Since(start).Seconds()})

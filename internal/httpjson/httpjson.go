@@ -1,0 +1,47 @@
+// Package httpjson holds what vigia's HTTP handlers share: errors are JSON
+// objects {"error": "..."}, including the replies for a path no handler
+// serves and for a method a path is not served for.
+package httpjson
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// Error writes {"error": msg} with status code.
+func Error(w http.ResponseWriter, code int, msg string) {
+	b, _ := json.Marshal(map[string]string{"error": msg}) // cannot fail
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}
+
+// Routes returns a handler that serves mux and answers the requests mux
+// has no route for with JSON errors instead of ServeMux's plain text: 405
+// with an Allow header when the path is served for other methods, else
+// 404.
+func Routes(mux *http.ServeMux) http.Handler { return routes{mux} }
+
+type routes struct{ mux *http.ServeMux }
+
+func (rt routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := rt.mux.Handler(r); pattern != "" {
+		rt.mux.ServeHTTP(w, r)
+		return
+	}
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		other := *r
+		other.Method = m
+		if _, pattern := rt.mux.Handler(&other); pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		Error(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	Error(w, http.StatusMethodNotAllowed, r.Method+" "+r.URL.Path+": method not allowed, use "+strings.Join(allow, " or "))
+}
