@@ -64,7 +64,7 @@ func (m *Monitor) check() {
 	m.stats.checks.Add(1)
 	m.stats.lastCheckNs.Store(int64(time.Since(start)))
 	if d := m.droppedSamples.Load(); d > m.droppedLogged {
-		m.log.Warn("alert samples dropped: too many waiting for the check (raise MaxPending)",
+		m.log.Warn("alert samples dropped: too many waiting for the check (shorten --alert-interval, so that checks take them more often)",
 			"dropped", d-m.droppedLogged, "max_pending", m.maxPending)
 		m.droppedLogged = d
 	}

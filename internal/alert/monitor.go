@@ -126,6 +126,8 @@ type Monitor struct {
 
 	droppedLogged uint64 // droppedSamples already logged; owned by the checking goroutine
 
+	damagedHistory sync.Map // keys of damaged history records already counted and logged
+
 	// beforeCheck, when set (by tests), runs at the start of every
 	// scheduled check with the tick's scheduled time.
 	beforeCheck func(due time.Time)
@@ -283,7 +285,7 @@ func (m *Monitor) addRule(metric string, op query.Op, secs int64, limit float64,
 		}
 	}
 	if len(m.rules) >= m.opts.MaxRules {
-		return 0, false, fmt.Errorf("%w (%d; delete some or raise the limit)", ErrTooManyRules, m.opts.MaxRules)
+		return 0, false, fmt.Errorf("%w (%d; delete some)", ErrTooManyRules, m.opts.MaxRules)
 	}
 	now := m.now()
 	r := &rule{spec: sp, created: now, since: now}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -422,5 +423,43 @@ func TestLogOverflowedValue(t *testing.T) {
 	}
 	if line.Msg == "" || line.Value != "inf" || line.Limit != 1.0 {
 		t.Fatalf("firing log line: value %#v, limit %#v; want \"inf\" and 1\n%s", line.Value, line.Limit, logs.Bytes())
+	}
+}
+
+// TestDamagedHistoryRecord: a damaged history entry is skipped, counted
+// and logged once, however often the history is read.
+func TestDamagedHistoryRecord(t *testing.T) {
+	st := newFakeStore("x")
+	var logs bytes.Buffer
+	db := openDB(t, filepath.Join(t.TempDir(), "meta.db"))
+	m := newTestMonitor(t, st, Options{DB: db, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if _, err := m.AddRule("x", query.Last, 1, 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		m.Observe([]tsdb.Sample{sample(1, int64(i)*1000, 1)})
+		m.check()
+	}
+	db.Update(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucketHistory)
+		k, v := bk.Cursor().First()
+		v = append([]byte(nil), v...)
+		v[3] ^= 1
+		return bk.Put(append([]byte(nil), k...), v)
+	})
+	for range 3 {
+		hist, err := m.history(0, math.MaxInt64, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := bytes.Count(hist, []byte(`"state":"firing"`)); n != 1 {
+			t.Fatalf("history after damage holds %d entries, want the undamaged one: %s", n, hist)
+		}
+	}
+	if c := m.Stats().CorruptRecords; c != 1 {
+		t.Errorf("CorruptRecords %d after three reads of one damaged entry, want 1", c)
+	}
+	if n := strings.Count(logs.String(), "alert history record is damaged"); n != 1 {
+		t.Errorf("damaged entry logged %d times, want once:\n%s", n, logs.String())
 	}
 }

@@ -174,7 +174,11 @@ func (m *Monitor) history(from, to, id int64, limit int) ([]byte, error) {
 			}
 			js, ok := unseal(v)
 			if !ok {
-				m.stats.corrupt.Add(1)
+				// Counted and logged once, not at every read.
+				if _, seen := m.damagedHistory.LoadOrStore(string(k), true); !seen {
+					m.stats.corrupt.Add(1)
+					m.log.Error("alert history record is damaged; skipped", "key", fmt.Sprintf("%x", k))
+				}
 				continue
 			}
 			if id > 0 {
