@@ -63,6 +63,8 @@ func TestBadRulesChangeNothing(t *testing.T) {
 		{"empty metric", "", query.Avg, 60, 1, ""},
 		{"metric with space", "c pu", query.Avg, 60, 1, ""},
 		{"metric with newline", "cpu\n", query.Avg, 60, 1, ""},
+		{"metric with an em space", "c\u2003pu", query.Avg, 60, 1, ""},
+		{"metric with a C1 control", "c\u0085pu", query.Avg, 60, 1, ""},
 		{"metric too long", string(bytes.Repeat([]byte{'a'}, 256)), query.Avg, 60, 1, ""},
 		{"bad rule on a missing metric", "nope", 0, 60, 1, ""},
 	} {

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
+	"github.com/vigia-mon/vigia/internal/native/wire"
 	"github.com/vigia-mon/vigia/internal/query"
 	"github.com/vigia-mon/vigia/internal/tsdb"
 )
@@ -13,9 +15,6 @@ import (
 // MaxSecs is the widest window a rule may aggregate over: 100 years, far
 // beyond any retention and far from overflowing millisecond arithmetic.
 const MaxSecs = 100 * 365 * 24 * 3600
-
-// maxMetricLen is the longest metric name, as the native protocol's id.
-const maxMetricLen = 255
 
 // cmp is a rule's comparison between a window's value and its limit.
 type cmp uint8
@@ -123,16 +122,14 @@ func validate(metric string, op query.Op, secs int64, limit float64, cmpStr stri
 // validMetric applies the native protocol's rule for ids: 1 to 255 bytes of
 // UTF-8 with no whitespace or control characters.
 func validMetric(s string) error {
-	if len(s) == 0 || len(s) > maxMetricLen {
-		return fmt.Errorf("%w: metric name must be 1 to %d bytes", ErrBadRule, maxMetricLen)
+	if len(s) == 0 || len(s) > wire.MaxIDLen {
+		return fmt.Errorf("%w: metric name must be 1 to %d bytes", ErrBadRule, wire.MaxIDLen)
 	}
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("%w: metric name is not UTF-8", ErrBadRule)
 	}
-	for _, r := range s {
-		if r <= ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == 0x85 || r == 0xa0 {
-			return fmt.Errorf("%w: metric name holds whitespace or a control character", ErrBadRule)
-		}
+	if strings.IndexByte(s, ' ') >= 0 || !wire.ValidID([]byte(s)) {
+		return fmt.Errorf("%w: metric name holds whitespace or a control character", ErrBadRule)
 	}
 	return nil
 }

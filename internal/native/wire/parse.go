@@ -144,7 +144,7 @@ func parse(line []byte, r *Request) error {
 	switch string(tok[0]) {
 	case "LOG":
 		r.Cmd = Log
-		if nargs < 2 || nargs > 3 || !validID(args[0]) {
+		if nargs < 2 || nargs > 3 || !ValidID(args[0]) {
 			return ErrLogUsage
 		}
 		r.ID = args[0]
@@ -163,7 +163,7 @@ func parse(line []byte, r *Request) error {
 		return nil
 	case "QUERY":
 		r.Cmd = Query
-		if nargs < 3 || nargs > 5 || !validID(args[0]) {
+		if nargs < 3 || nargs > 5 || !ValidID(args[0]) {
 			return ErrQueryUsage
 		}
 		r.ID = args[0]
@@ -191,7 +191,7 @@ func parse(line []byte, r *Request) error {
 		return nil
 	case "NEW-ALERT":
 		r.Cmd = NewAlert
-		if nargs < 4 || nargs > 5 || !validID(args[0]) {
+		if nargs < 4 || nargs > 5 || !ValidID(args[0]) {
 			return ErrNewAlertUsage
 		}
 		r.ID = args[0]
@@ -244,7 +244,7 @@ func parse(line []byte, r *Request) error {
 		return nil
 	case "METRICS":
 		r.Cmd = Metrics
-		if nargs > 1 || (nargs == 1 && !validID(args[0])) {
+		if nargs > 1 || (nargs == 1 && !ValidID(args[0])) {
 			return ErrMetricsUsage
 		}
 		if nargs == 1 {
@@ -320,10 +320,11 @@ func splitSpaces(line []byte, dst [][]byte) int {
 	}
 }
 
-// validID reports whether id is a legal metric id: 1 to MaxIDLen bytes of
-// UTF-8 with no control characters and no Unicode whitespace (ASCII
-// blanks never reach here).
-func validID(id []byte) bool {
+// ValidID reports whether id is a legal metric id: 1 to MaxIDLen bytes of
+// UTF-8 with no control characters and no Unicode whitespace other than
+// the ASCII space, which splits a request's arguments and so never
+// reaches here from Parse: other callers check for it.
+func ValidID(id []byte) bool {
 	if len(id) == 0 || len(id) > MaxIDLen {
 		return false
 	}
