@@ -189,6 +189,29 @@ func TestMeter(t *testing.T) {
 	}
 }
 
+// TestMeterNonFinite: a NaN or infinite Set or Add is ignored and counted
+// once in Stats.Invalid; the total and later points are unharmed.
+func TestMeterNonFinite(t *testing.T) {
+	c, clk := newManualClient(t, nil)
+	m := c.Meter("bytes")
+	step := func(ms int64, update func()) {
+		update()
+		clk.set(at(ms))
+		c.collect(true)
+	}
+	step(10_000, func() { m.Add(10); m.Add(math.NaN()); m.Add(math.Inf(1)) })
+	step(20_000, func() { m.Add(5) })
+	step(30_000, func() { m.Set(math.NaN()) }) // nothing valid: no point
+	step(40_000, func() { m.Add(1) })
+	want := []pt{{"bytes", 10, 0}, {"bytes", 15, 10_000}, {"bytes", 16, 30_000}}
+	if got := points(c.Get("bytes")); !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	if n := c.Stats().Invalid; n != 3 {
+		t.Errorf("Stats().Invalid = %d, want 3, one per NaN or infinite update", n)
+	}
+}
+
 // exactQuantile is the nearest-rank quantile: the ⌈q·n⌉-th smallest, with
 // q the decimal its shortest representation spells, in exact arithmetic.
 func exactQuantile(sorted []float64, q float64) float64 {
@@ -381,6 +404,34 @@ func TestRegister(t *testing.T) {
 		if got := points(c.Get(tt.name)); !slices.Equal(got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestRegisterCounterReset: a total that goes down was reset, as
+// Prometheus' rate() assumes: the increase is the new total, from zero.
+func TestRegisterCounterReset(t *testing.T) {
+	c, clk := newManualClient(t, nil)
+	var total float64
+	c.Register("served", func() float64 { return total }, KindCounter)
+	for i, v := range []float64{10, 25, 3, 3, 8, 0, 4, math.NaN(), 9} {
+		total = v
+		clk.set(at(int64(i+1) * 10_000))
+		c.collect(true)
+	}
+	want := []pt{
+		{"served", 15, 10_000},
+		{"served", 3, 20_000}, // reset: 25 -> 3
+		{"served", 5, 40_000},
+		// 8 -> 0: a reset with no increase yet, no point
+		{"served", 4, 60_000},
+		// NaN is invalid and leaves the baseline: 4 -> 9.
+		{"served", 5, 80_000},
+	}
+	if got := points(c.Get("served")); !slices.Equal(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+	if inv := c.Stats().Invalid; inv != 1 {
+		t.Errorf("Invalid %d after one NaN total, want 1", inv)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,7 @@ type Client struct {
 
 	backlog *backlog
 	sender  *sender
+	invalid atomic.Uint64 // NaN or infinite updates ignored by meters
 
 	closed      atomic.Bool
 	closeOnce   sync.Once
@@ -145,7 +147,7 @@ func (c *Client) Counter(name string) *Counter {
 // for names and panics.
 func (c *Client) Meter(name string) *Meter {
 	return c.register(name, "meter", func(full string) entry {
-		m := &Meter{name: full}
+		m := &Meter{name: full, invalid: &c.invalid}
 		return entry{m, m}
 	}).(*Meter)
 }
@@ -219,15 +221,23 @@ func (s *sampled) kind() string     { return "sampled" }
 func (s *sampled) series() []string { return []string{s.name} }
 func (s *sampled) collect(dst []point, ts int64) []point {
 	v := s.f()
-	if s.k != KindCounter {
+	if s.k != KindCounter || math.IsNaN(v) || math.IsInf(v, 0) {
+		// A value that is not finite goes on to be counted as invalid;
+		// a counter keeps its baseline for the next finite total.
 		return append(dst, point{name: s.name, v: v, ts: ts})
 	}
 	prev, seen := s.prev, s.seen
 	s.prev, s.seen = v, true
-	if !seen || v == prev {
+	inc := v - prev
+	if v < prev {
+		// A decrease is a reset, as Prometheus' rate() takes it: the
+		// total started again from zero.
+		inc = v
+	}
+	if !seen || inc == 0 {
 		return dst
 	}
-	return append(dst, point{name: s.name, v: v - prev, ts: ts})
+	return append(dst, point{name: s.name, v: inc, ts: ts})
 }
 
 // seriesOf returns the set of series names reported for name (before
@@ -272,7 +282,7 @@ type Stats struct {
 	Delivered uint64 // points acknowledged (Native) or written (Graphite)
 	Rejected  uint64 // points the server refused (400 or 404); not retried
 	Dropped   uint64 // points dropped because the backlog was full
-	Invalid   uint64 // NaN or infinite values, never held
+	Invalid   uint64 // NaN or infinite values: points never held, Meter updates ignored
 	Failures  uint64 // failed delivery attempts
 	// Unanswered counts the LOG lines written on connections that failed
 	// before their reply arrived. They are sent again; those the server
@@ -284,7 +294,7 @@ type Stats struct {
 // Stats returns the Client's counters.
 func (c *Client) Stats() Stats {
 	dropped, invalid := c.backlog.counts()
-	st := Stats{Held: c.backlog.len(), Dropped: dropped, Invalid: invalid}
+	st := Stats{Held: c.backlog.len(), Dropped: dropped, Invalid: invalid + c.invalid.Load()}
 	c.sender.stats(&st)
 	return st
 }

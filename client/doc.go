@@ -4,7 +4,11 @@
 //
 //	c, err := client.New(&client.Options{Addr: "127.0.0.1:7574"})
 //	if err != nil { ... }
-//	defer c.Close(context.Background())
+//	defer func() {
+//		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+//		defer cancel()
+//		c.Close(ctx) // delivers what is left, giving up after 10s
+//	}()
 //	requests := c.Counter("%node%.http.requests")
 //	latency := c.Timer("%node%.http.latency")
 //	...
@@ -77,5 +81,6 @@
 // Options.Prefix is prepended to it and templates are replaced, once, when
 // the metric is made: %node% (the host name), %host% (the host name up to
 // its first dot), %pid% (the process id) and any Options.Substitutions,
-// such as Substitutions{"%env%": "prod"}.
+// such as Substitutions{"%env%": "prod"}. Where several templates match at
+// the same place, the longest wins.
 package client

@@ -97,23 +97,34 @@ func (c *Counter) collect(dst []point, ts int64) []point {
 
 // Meter holds a monotonically growing total, such as bytes written since
 // start, and reports it as is for every interval in which it was updated.
+// A NaN or infinite Set or Add is ignored, as it would spoil the total for
+// good, and counted in Stats.Invalid.
 //
 // A Meter is made by Client.Meter; its methods may be called concurrently
 // and neither allocate nor lock.
 type Meter struct {
-	bits  atomic.Uint64
-	dirty atomic.Bool
-	name  string
+	bits    atomic.Uint64
+	dirty   atomic.Bool
+	name    string
+	invalid *atomic.Uint64 // the Client's count of ignored updates
 }
 
 // Set sets the total.
 func (m *Meter) Set(total float64) {
+	if math.IsNaN(total) || math.IsInf(total, 0) {
+		m.invalid.Add(1)
+		return
+	}
 	m.bits.Store(math.Float64bits(total))
 	markDirty(&m.dirty)
 }
 
 // Add adds delta to the total.
 func (m *Meter) Add(delta float64) {
+	if math.IsNaN(delta) || math.IsInf(delta, 0) {
+		m.invalid.Add(1)
+		return
+	}
 	addFloat(&m.bits, delta)
 	markDirty(&m.dirty)
 }

@@ -1,8 +1,11 @@
 package client
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -15,7 +18,9 @@ const MaxNameLen = 255
 
 // newNamer returns the function that turns a metric name as written in the
 // program into the series name sent: Options.Prefix is prepended, then the
-// built-in templates and the user's Substitutions are replaced.
+// built-in templates and the user's Substitutions are replaced, in one
+// pass from left to right; where several templates match at the same
+// place, the longest wins.
 func newNamer(prefix string, subs Substitutions) func(string) string {
 	host, _ := os.Hostname()
 	if host == "" {
@@ -30,10 +35,18 @@ func newNamer(prefix string, subs Substitutions) func(string) string {
 	for k, v := range subs {
 		table[k] = v
 	}
-	pairs := make([]string, 0, 2*len(table))
-	for k, v := range table {
+	// A Replacer tries its pairs in argument order, so at a place where
+	// two templates match the longest must come first ("%node%" before a
+	// user's "%node"). Sorting also keeps the result independent of map
+	// order.
+	keys := slices.Collect(maps.Keys(table))
+	slices.SortFunc(keys, func(a, b string) int {
+		return cmp.Or(cmp.Compare(len(b), len(a)), strings.Compare(a, b))
+	})
+	pairs := make([]string, 0, 2*len(keys))
+	for _, k := range keys {
 		if k != "" {
-			pairs = append(pairs, k, v)
+			pairs = append(pairs, k, table[k])
 		}
 	}
 	r := strings.NewReplacer(pairs...)

@@ -31,6 +31,27 @@ func TestNameTemplates(t *testing.T) {
 	}
 }
 
+// TestNameTemplatesOverlap: where templates overlap at the same place
+// the longest wins, on every run (map order must not decide).
+func TestNameTemplatesOverlap(t *testing.T) {
+	host, _ := os.Hostname()
+	pid := strconv.Itoa(os.Getpid())
+	subs := Substitutions{"%node": "short", "%pi": "pi", "%host%.x": "hx"}
+	tests := []struct{ in, want string }{
+		{"%node%.%pid%", host + "." + pid}, // built-ins longer than the user's keys
+		{"%host%.x.y", "hx.y"},             // the user's key longer than %host%
+		{"%node.%pi", "short.pi"},
+	}
+	for i := 0; i < 50; i++ {
+		name := newNamer("", subs)
+		for _, tt := range tests {
+			if got := name(tt.in); got != tt.want {
+				t.Fatalf("run %d: name(%q) with %v = %q, want %q", i, tt.in, subs, got, tt.want)
+			}
+		}
+	}
+}
+
 func TestMetricNames(t *testing.T) {
 	c, _ := newManualClient(t, &Options{Prefix: "%env%.", Substitutions: Substitutions{"%env%": "prod"}})
 	a := c.Counter("hits")

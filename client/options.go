@@ -55,8 +55,10 @@ const (
 	KindMeter
 	// KindCounter reports the increase of the sampled value since the
 	// previous sample; the function returns a running total and the first
-	// sample only sets the baseline. An interval without increase yields no
-	// point.
+	// sample only sets the baseline. A total lower than the previous one is
+	// taken as a reset (the process behind it restarted), as Prometheus'
+	// rate() does: the increase is the new total, counted from zero. An
+	// interval without increase yields no point.
 	KindCounter
 )
 
@@ -74,7 +76,11 @@ func (k Kind) String() string {
 
 // Substitutions maps name templates to their replacement, for example
 // Substitutions{"%env%": "prod"}. They are applied to a metric's name once,
-// when the metric is created, never per update.
+// when the metric is created, never per update. A substitution for %node%,
+// %host% or %pid% replaces the built-in one. The name is scanned once from
+// left to right, and where several templates match at the same place, the
+// longest wins: with Substitutions{"%node": "x"}, "%node%" still gives the
+// host name.
 type Substitutions map[string]string
 
 // Options configures a Client. A nil *Options, or a zero field, means the
