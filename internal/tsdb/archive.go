@@ -495,6 +495,9 @@ func (db *DB) ScanAggregates(ref SeriesRef, res time.Duration, mint, maxt int64,
 	}
 	r := kindRes[kind]
 	lo := floorDiv(mint, r) * r
+	if lo > mint { // overflow
+		lo = math.MinInt64
+	}
 	hi := floorDiv(maxt-1, r)*r + r
 	if hi < maxt { // overflow
 		hi = math.MaxInt64

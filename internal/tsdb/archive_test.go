@@ -283,3 +283,41 @@ func TestArchiveFailureLeavesNoParts(t *testing.T) {
 		t.Errorf("%d raw samples after the failed retention, want 2", len(got))
 	}
 }
+
+// TestScanAggregatesWholeRange: the whole time range, [math.MinInt64,
+// math.MaxInt64), finds every point, archived, in parts and in the head.
+// Rounding math.MinInt64 down to a window start overflowed, and the scan
+// found nothing.
+func TestScanAggregatesWholeRange(t *testing.T) {
+	now := time.Now().UTC()
+	db := openTest(t, t.TempDir(), retentionOpts(&now))
+	defer db.Close()
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	old := now.Add(-5 * 24 * time.Hour).UnixMilli()
+	if err := db.Append([]Sample{{ref, old, 1}, {ref, now.UnixMilli() - 2000, 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.applyRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Append([]Sample{{ref, now.UnixMilli() - 1000, 3}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range ArchiveResolutions {
+		want := scanAggregates(t, db, ref, res, math.MinInt64/2, math.MaxInt64/2)
+		var n int64
+		for _, a := range want {
+			n += a.Count
+		}
+		if n != 3 {
+			t.Fatalf("res %v: %d samples in the middle of the time range, want 3", res, n)
+		}
+		got := scanAggregates(t, db, ref, res, math.MinInt64, math.MaxInt64)
+		if err := sameAggregates(got, want); err != nil {
+			t.Errorf("res %v, whole range: %v", res, err)
+		}
+	}
+}

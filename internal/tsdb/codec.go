@@ -12,8 +12,8 @@ import (
 //
 //	uvarint n | timestamps | values
 //
-// timestamps: varint t0; if n >= 2 varint (t1-t0); if n >= 3 an int column
-// of the n-2 delta-of-deltas.
+// timestamps: varint t0; if n >= 2 varint (t1-t0) and an int column of the
+// n-2 delta-of-deltas (empty when n == 2).
 // values: kind byte; kindDecimal: byte e, varint m0, int column of the n-1
 // mantissa deltas, value i = float64(m_i) / 10^e; kindXOR: n x 8 bytes,
 // the first value's bits then each value's bits XOR the previous.

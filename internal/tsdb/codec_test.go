@@ -1,8 +1,10 @@
 package tsdb
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -202,4 +204,28 @@ func FuzzDecimals(f *testing.F) {
 		checkDecimals(t, []float64{a, b, c})
 		checkDecimals(t, []float64{c, b, a, a})
 	})
+}
+
+// TestBlockLayoutSmall pins the bytes of blocks of one and two samples to
+// docs/format/parts.md: a block of two has a timestamp column of no
+// delta-of-deltas (mode, min and width: 3 bytes), as a block of one has a
+// value column of no deltas; a reader that skipped it would take it for
+// the values.
+func TestBlockLayoutSmall(t *testing.T) {
+	for _, c := range []struct {
+		ts   []int64
+		vs   []float64
+		want string
+	}{
+		// n=1 | t0=1000 | decimal e=0 m0=1 | empty FOR column
+		{[]int64{1000}, []float64{1}, "01 d00f 000002 000000"},
+		// n=2 | t0=1000 t1-t0=1000 | empty FOR column | decimal e=0 m0=1 | varint column: 1
+		{[]int64{1000, 2000}, []float64{1, 2}, "02 d00f d00f 000000 000002 0102"},
+	} {
+		var e blockEncoder
+		got := fmt.Sprintf("%x", e.appendBlock(nil, c.ts, c.vs))
+		if want := strings.ReplaceAll(c.want, " ", ""); got != want {
+			t.Errorf("block of %v %v: %s, want %s", c.ts, c.vs, got, want)
+		}
+	}
 }

@@ -114,10 +114,13 @@ func (x *seriesIndex) lookupPlain(name []byte) *memSeries {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	s := x.recent[string(name)]
-	if s != nil {
-		if x.recentHits++; x.recentHits >= promoteAfter {
-			x.promoteLocked()
-		}
+	if s == nil {
+		// A copy made since the load above may hold it, and recent no
+		// longer does.
+		return (*x.plain.Load())[string(name)]
+	}
+	if x.recentHits++; x.recentHits >= promoteAfter {
+		x.promoteLocked()
 	}
 	return s
 }

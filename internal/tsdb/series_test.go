@@ -3,6 +3,7 @@ package tsdb
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -65,5 +66,54 @@ func TestPlainLookupWithoutLock(t *testing.T) {
 	}
 	if recent != 0 {
 		t.Fatalf("%d series still looked up under the lock after %d rounds of lookups", recent, promoteAfter)
+	}
+}
+
+// A series without labels, once created, is always found, also while
+// lookups and creations move recent series into a new lock-free map: a
+// lookup that missed the map it loaded, and then found the series gone
+// from recent because it moved into the next map, used to report it
+// missing (the native protocol then takes an existing series for a new
+// one, and may refuse it at --max-series).
+func TestPlainLookupDuringPromotion(t *testing.T) {
+	db := openTest(t, t.TempDir(), nil)
+	defer db.Close()
+	names := make([][]byte, 20000)
+	for i := range names {
+		names[i] = []byte(fmt.Sprint("p", i))
+	}
+	var created atomic.Int64
+	var misses atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range names {
+			if _, err := db.GetOrCreate(names[i], nil); err != nil {
+				t.Error(err)
+				created.Store(int64(len(names)))
+				return
+			}
+			created.Store(int64(i + 1))
+		}
+	}()
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The last series created are the recent ones, and their
+			// lookups make copies too.
+			for c := created.Load(); c < int64(len(names)); c = created.Load() {
+				for k := c - 1; k >= 0 && k > c-50; k-- {
+					if _, ok := db.Lookup(names[k], nil); !ok {
+						misses.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := misses.Load(); n > 0 {
+		t.Fatalf("%d lookups did not find a series that existed", n)
 	}
 }
