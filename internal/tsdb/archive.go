@@ -458,9 +458,11 @@ func mergeArchiveSeries(in []*part, fn func(ref SeriesRef, pts []Aggregate) erro
 	}
 }
 
-// ArchivedTo returns the time before which raw samples are gone: Scan finds
-// nothing older, and ScanAggregates serves those windows from the
-// archives. It is math.MinInt64 until retention first archives a day.
+// ArchivedTo returns the time before which raw samples are gone into the
+// archives, from which ScanAggregates serves those windows. Scan still
+// finds samples older than it that arrived after their day was archived,
+// until the next retention pass (at most MergeInterval later) archives
+// them too. It is math.MinInt64 until retention first archives a day.
 func (db *DB) ArchivedTo() int64 {
 	db.viewMu.RLock()
 	defer db.viewMu.RUnlock()
