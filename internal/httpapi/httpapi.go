@@ -103,23 +103,24 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-// point is one window of a query result.
-type point struct {
-	Start string    `json:"start"`
-	Value jsonValue `json:"value"`
-}
-
-// jsonValue is a result value: a JSON number, or the string "inf", "-inf"
-// or "nan" for what JSON cannot hold (a SUM of large values overflows
-// though every sample is finite), as the alert API writes them.
-type jsonValue float64
-
-// MarshalJSON implements json.Marshaler.
-func (v jsonValue) MarshalJSON() ([]byte, error) {
-	if b, ok := query.AppendJSONNonFinite(nil, float64(v)); ok {
-		return b, nil
+// appendValue appends a result value as a JSON number, written as
+// encoding/json writes a float64, or as the string "inf", "-inf" or "nan"
+// for what JSON cannot hold (a SUM of large values overflows though every
+// sample is finite), as the alert API writes them.
+func appendValue(dst []byte, v float64) []byte {
+	if b, ok := query.AppendJSONNonFinite(dst, v); ok {
+		return b
 	}
-	return json.Marshal(float64(v))
+	format := byte('f')
+	if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	dst = strconv.AppendFloat(dst, v, format, -1, 64)
+	if n := len(dst); format == 'e' && n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+		dst[n-2] = dst[n-1] // e-07 -> e-7
+		dst = dst[:n-1]
+	}
+	return dst
 }
 
 // timeRange reads from= and to= (ISO 8601 or unix seconds).
@@ -174,11 +175,33 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	out := make([]point, len(pts))
+	// Written as it is built: a reply of a million windows would take
+	// 150 MB as a []point marshalled at once.
+	w.Header().Set("Content-Type", "application/json")
+	nameJSON, _ := json.Marshal(name) // cannot fail
+	buf := append([]byte(`{"name":`), nameJSON...)
+	buf = append(buf, `,"op":"`...)
+	buf = append(buf, op.String()...)
+	buf = append(buf, `","points":[`...)
 	for i, p := range pts {
-		out[i] = point{Start: string(query.AppendTime(nil, p.Start)), Value: jsonValue(p.Value)}
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"start":"`...)
+		buf = query.AppendTime(buf, p.Start)
+		buf = append(buf, `","value":`...)
+		buf = appendValue(buf, p.Value)
+		buf = append(buf, '}')
+		if len(buf) > 32<<10 {
+			if _, err := w.Write(buf); err != nil {
+				return // the client is gone
+			}
+			buf = buf[:0]
+		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"name": name, "op": op.String(), "secs": secs, "points": out})
+	buf = append(buf, `],"secs":`...)
+	buf = strconv.AppendInt(buf, secs, 10)
+	w.Write(append(buf, "}\n"...))
 }
 
 // export answers GET /api/v1/export?name=&from=&to=&format=csv|json with

@@ -1,9 +1,12 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -169,5 +172,57 @@ func TestExportFails(t *testing.T) {
 	b, err := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || err == nil {
 		t.Errorf("export failing after %d bytes: status %d, body read error %v; want 200 and a broken transfer", len(b), resp.StatusCode, err)
+	}
+}
+
+// TestAppendValue: query values are written as encoding/json writes a
+// float64, infinities as the alert API's strings.
+func TestAppendValue(t *testing.T) {
+	vals := []float64{0, math.Copysign(0, -1), 1, -1, 0.5, 4, 1e-6, 9.99e-7, 1e-7, 1.5e-7, 1e20, 1e21, 1.25e308,
+		-1e21, math.SmallestNonzeroFloat64, math.MaxFloat64, 123456789.125, 1e-300}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		if v := math.Float64frombits(r.Uint64()); !math.IsNaN(v) && !math.IsInf(v, 0) {
+			vals = append(vals, v)
+		}
+	}
+	for _, v := range vals {
+		want, _ := json.Marshal(v)
+		if got := appendValue(nil, v); string(got) != string(want) {
+			t.Fatalf("appendValue(%v) = %s, want %s", v, got, want)
+		}
+	}
+	for v, want := range map[float64]string{math.Inf(1): `"inf"`, math.Inf(-1): `"-inf"`, math.NaN(): `"nan"`} {
+		if got := appendValue(nil, v); string(got) != want {
+			t.Errorf("appendValue(%v) = %s, want %s", v, got, want)
+		}
+	}
+}
+
+// TestQueryLong: a reply written in several pieces is one valid JSON
+// document holding every window.
+func TestQueryLong(t *testing.T) {
+	srv, db := newAPI(t)
+	var pts [][2]float64
+	for i := range 5000 {
+		pts = append(pts, [2]float64{float64(1650931200000 + 1000*i), float64(i) / 4})
+	}
+	logSamples(t, db, "long", nil, pts...)
+	code, body := get(t, "GET", srv.URL+"/api/v1/query?name=long&op=MAX&secs=1")
+	var reply struct {
+		Name   string
+		Op     string
+		Secs   int
+		Points []struct {
+			Start string
+			Value float64
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &reply); code != 200 || err != nil {
+		t.Fatalf("%d, %v: %.200s", code, err, body)
+	}
+	if reply.Name != "long" || reply.Op != "MAX" || reply.Secs != 1 || len(reply.Points) != 5000 ||
+		reply.Points[4999].Value != 4999.0/4 || reply.Points[4999].Start != "2022-04-26T01:23:19.000Z" {
+		t.Errorf("reply: %s %s %d, %d points, last %+v", reply.Name, reply.Op, reply.Secs, len(reply.Points), reply.Points[len(reply.Points)-1])
 	}
 }
