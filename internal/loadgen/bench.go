@@ -51,8 +51,8 @@ type BenchOptions struct {
 	LongPrefix string
 	// Queries is how many times each QUERY is timed. Default 20.
 	Queries int
-	// Stall fails the run when the server answers nothing for this long.
-	// Default 60s.
+	// Stall fails the run when the server answers nothing for this long,
+	// over the native protocol or HTTP (a flush included). Default 60s.
 	Stall time.Duration
 	// Progress receives a line per phase and per second of a long phase.
 	// Default io.Discard.
@@ -251,7 +251,7 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 	var before serverMetrics
 	if o.HTTPAddr != "" {
 		var err error
-		if before, err = scrapeMetrics(ctx, o.HTTPAddr); err != nil {
+		if before, err = scrapeMetrics(ctx, o.HTTPAddr, o.Stall); err != nil {
 			return nil, err
 		}
 	}
@@ -289,7 +289,7 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 
 	// Disk.
 	if o.HTTPAddr != "" {
-		after, err := scrapeMetrics(ctx, o.HTTPAddr)
+		after, err := scrapeMetrics(ctx, o.HTTPAddr, o.Stall)
 		if err != nil {
 			return res, err
 		}
@@ -297,11 +297,11 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 		if res.Ingest.Commits > 0 {
 			res.Ingest.SamplesPerCommit = float64(sr.acked) / float64(res.Ingest.Commits)
 		}
-		took, err := flushServer(ctx, o.HTTPAddr)
+		took, err := flushServer(ctx, o.HTTPAddr, o.Stall)
 		if err != nil {
 			return res, err
 		}
-		after, err = scrapeMetrics(ctx, o.HTTPAddr)
+		after, err = scrapeMetrics(ctx, o.HTTPAddr, o.Stall)
 		if err != nil {
 			return res, err
 		}
@@ -318,7 +318,7 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 		res.Disk = dr
 		fmt.Fprintf(p, "disk: flushed in %.2fs; %d bytes for %d samples in %d parts: %.3f bytes/sample\n",
 			took.Seconds(), dr.Bytes, dr.Samples, dr.Parts, dr.BytesPerSample)
-		settled, waited, err := settle(ctx, o.HTTPAddr, after)
+		settled, waited, err := settle(ctx, o.HTTPAddr, after, o.Stall)
 		if err != nil {
 			return res, err
 		}
@@ -376,8 +376,8 @@ const settleMax = 15 * time.Second
 // settle polls the server's metrics until its parts and disk bytes have
 // not changed for a second (background merges are done), or settleMax
 // passed. It returns the last reading and when, after the call, the last
-// change was seen.
-func settle(ctx context.Context, httpAddr string, last serverMetrics) (serverMetrics, time.Duration, error) {
+// change was seen. A scrape fails after stall.
+func settle(ctx context.Context, httpAddr string, last serverMetrics, stall time.Duration) (serverMetrics, time.Duration, error) {
 	start := time.Now()
 	stable := start
 	for time.Since(stable) < time.Second && time.Since(start) < settleMax {
@@ -386,7 +386,7 @@ func settle(ctx context.Context, httpAddr string, last serverMetrics) (serverMet
 			return last, time.Since(start), ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
-		m, err := scrapeMetrics(ctx, httpAddr)
+		m, err := scrapeMetrics(ctx, httpAddr, stall)
 		if err != nil {
 			return last, time.Since(start), err
 		}
@@ -423,7 +423,7 @@ func benchPaced(ctx context.Context, o BenchOptions, series [][]*Series, rate fl
 	var before serverMetrics
 	if o.HTTPAddr != "" {
 		var err error
-		if before, err = scrapeMetrics(ctx, o.HTTPAddr); err != nil {
+		if before, err = scrapeMetrics(ctx, o.HTTPAddr, o.Stall); err != nil {
 			return nil, err
 		}
 	}
@@ -433,7 +433,7 @@ func benchPaced(ctx context.Context, o BenchOptions, series [][]*Series, rate fl
 		background = func() (float64, float64, bool) {
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			m, err := scrapeMetrics(sctx, o.HTTPAddr)
+			m, err := scrapeMetrics(sctx, o.HTTPAddr, o.Stall)
 			return m.flushing, m.merging, err == nil && m.hasBackground
 		}
 	}
@@ -467,7 +467,7 @@ func benchPaced(ctx context.Context, o BenchOptions, series [][]*Series, rate fl
 		pr.ServerNsPerSample = cpu.Server * 1e9 / float64(r.acked)
 	}
 	if o.HTTPAddr != "" {
-		after, err := scrapeMetrics(ctx, o.HTTPAddr)
+		after, err := scrapeMetrics(ctx, o.HTTPAddr, o.Stall)
 		if err != nil {
 			return pr, err
 		}
@@ -493,7 +493,7 @@ func benchQuery(ctx context.Context, o BenchOptions) (*QueryResult, error) {
 	if o.HTTPAddr != "" {
 		// Start from an empty head, so that the head figure is the long
 		// series' alone.
-		if _, err := flushServer(ctx, o.HTTPAddr); err != nil {
+		if _, err := flushServer(ctx, o.HTTPAddr, o.Stall); err != nil {
 			return qr, err
 		}
 	}
@@ -541,7 +541,7 @@ func benchQuery(ctx context.Context, o BenchOptions) (*QueryResult, error) {
 		return qr, err
 	}
 	if o.HTTPAddr != "" {
-		if _, err := flushServer(ctx, o.HTTPAddr); err != nil {
+		if _, err := flushServer(ctx, o.HTTPAddr, o.Stall); err != nil {
 			return qr, err
 		}
 		if qr.Parts, err = timeIt("parts"); err != nil {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -288,5 +291,117 @@ func TestPacedRunSplitsBusySeconds(t *testing.T) {
 	}
 	if !strings.Contains(progress.String(), "the server flushing 0.20 s, merging 0.00 s") {
 		t.Errorf("progress does not say the server flushed:\n%s", progress.String())
+	}
+}
+
+// TestLoadCountsBusy: a server at its --max-conns refuses the clients'
+// connections with a 503, sent at once, before or after their first
+// request; each refusal counts as busy, not as an error or a protocol
+// error.
+func TestLoadCountsBusy(t *testing.T) {
+	srv := startTestServer(t, ServerOptions{Args: []string{"--max-conns", "1"}})
+	// Hold the one connection (once StartServer's PING has released it).
+	waitFor(t, "a connection to the server", 10*time.Second, func() bool {
+		qc, err := dialQuery(context.Background(), srv.NativeAddr)
+		if err != nil {
+			return false
+		}
+		if got, _, err := qc.do("PING", 5*time.Second); err != nil || string(got) != "200 PONG" {
+			qc.close()
+			return false
+		}
+		t.Cleanup(qc.close)
+		return true
+	})
+	var out, logs syncBuffer
+	tot, err := Load(context.Background(), LoadOptions{
+		Addr: srv.NativeAddr, Clients: 3, Rate: 100, Duration: 1500 * time.Millisecond,
+		Out: &out, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot.Busy < 3 || tot.Errors != 0 || tot.Acked != 0 {
+		t.Errorf("totals %+v: want every connection counted busy, no errors\n%s\n%s", tot, out.String(), logs.String())
+	}
+	if strings.Contains(logs.String(), "protocol error") {
+		t.Errorf("a refusal logged as a protocol error:\n%s", logs.String())
+	}
+}
+
+// TestLoadCountsSkippedWhileDown: the requests due while a client cannot
+// connect count as skipped, also when the server never comes up or is
+// still down when the run ends, so that sent + skipped is what was due.
+func TestLoadCountsSkippedWhileDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ln.Addr().String()
+	ln.Close()
+	var out syncBuffer
+	tot, err := Load(context.Background(), LoadOptions{
+		Addr: gone, Clients: 2, Rate: 100, Duration: time.Second, Out: &out, Logger: discardLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 100 requests due per client in the second.
+	if tot.Sent != 0 || tot.Skipped != 200 || tot.Errors == 0 {
+		t.Errorf("totals %+v: want 200 skipped, none sent, failed connects\n%s", tot, out.String())
+	}
+}
+
+// TestLoadSendsWhatIsDue: a run of --duration D at --rate R sends the
+// R*D requests due in it (not one more, due as it ends), each sent or
+// skipped.
+func TestLoadSendsWhatIsDue(t *testing.T) {
+	srv := startTestServer(t, ServerOptions{})
+	var out syncBuffer
+	tot, err := Load(context.Background(), LoadOptions{
+		Addr: srv.NativeAddr, Clients: 2, Rate: 20, Duration: time.Second, Out: &out, Logger: discardLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot.Sent+tot.Skipped != 40 || tot.Acked != tot.Sent || tot.Errors != 0 {
+		t.Errorf("totals %+v: want 40 requests sent or skipped, every one sent acknowledged\n%s", tot, out.String())
+	}
+}
+
+// TestLoadStopsOnSilentServer: stopped while its requests are unanswered
+// (a hung server), a client waits a moment for the replies, counts the
+// requests sent as lost and the ones due before the stop and not sent as
+// skipped; not those that fall due during the wait.
+func TestLoadStopsOnSilentServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer nc.Close()
+			go io.Copy(io.Discard, nc) // reads everything, answers nothing
+		}
+	}()
+	// Cancelled as by Ctrl-C: a context without a deadline.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(time.Second, cancel)
+	var out syncBuffer
+	tot, err := Load(ctx, LoadOptions{
+		Addr: ln.Addr().String(), Rate: 100, Window: 50, Out: &out, Logger: discardLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// About 100 due in the second: 50 sent (the window), the rest skipped.
+	if tot.Sent != 50 || tot.Lost != 50 || tot.Sent+tot.Skipped < 95 || tot.Sent+tot.Skipped > 110 {
+		t.Errorf("totals %+v: want 50 sent and lost, about 100 sent or skipped\n%s", tot, out.String())
 	}
 }

@@ -86,7 +86,7 @@ type LoadTotals struct {
 	Sent       uint64 // LOG requests written
 	Acked      uint64 // answered 201 Metric Inserted
 	Errors     uint64 // failed connects, lost connections and replies other than 201 and 503
-	Busy       uint64 // answered 503 (the server then closes the connection)
+	Busy       uint64 // answered 503, or refused with it at connect (the server then closes the connection)
 	Lost       uint64 // sent and never answered: the connection broke first
 	Skipped    uint64 // due but not sent: the window was full or the client disconnected
 	Reconnects uint64 // connections made after a client's first
@@ -119,9 +119,11 @@ func Load(ctx context.Context, o LoadOptions) (LoadTotals, error) {
 	if math.IsInf(o.Rate, 0) || math.IsNaN(o.Rate) {
 		return LoadTotals{}, fmt.Errorf("rate %v: want a positive number", o.Rate)
 	}
+	start := time.Now()
 	if o.Duration > 0 {
+		// The schedule's end: the requests due before it are sent.
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.Duration)
+		ctx, cancel = context.WithDeadline(ctx, start.Add(o.Duration))
 		defer cancel()
 	}
 	var (
@@ -129,9 +131,8 @@ func Load(ctx context.Context, o LoadOptions) (LoadTotals, error) {
 		hist Histogram
 		wg   sync.WaitGroup
 	)
-	start := time.Now()
 	for i := 0; i < o.Clients; i++ {
-		c := newLoadClient(i, &o, &ctr, &hist)
+		c := newLoadClient(i, &o, &ctr, &hist, start)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -197,16 +198,20 @@ type loadClient struct {
 	rng   *rand.Rand
 	next  int // the metric of the next request
 
-	// The schedule, kept across reconnections so that requests due while
-	// the client was disconnected count as skipped: requests are due at
-	// start + k/rate; k counts those sent or skipped so far.
+	// The schedule, from the start of the run and kept across
+	// reconnections, so that requests due while the client was
+	// disconnected count as skipped: requests are due at start + k/rate;
+	// k counts those sent or skipped so far.
 	start time.Time
 	k     int64
+	// stopped is when the sender saw the run end (zero: it was not
+	// sending then).
+	stopped time.Time
 }
 
-func newLoadClient(id int, o *LoadOptions, ctr *loadCounters, hist *Histogram) *loadClient {
+func newLoadClient(id int, o *LoadOptions, ctr *loadCounters, hist *Histogram, start time.Time) *loadClient {
 	c := &loadClient{
-		id: id, o: o, ctr: ctr, hist: hist,
+		id: id, o: o, ctr: ctr, hist: hist, start: start,
 		log: o.Logger.With("client", id),
 		rng: rand.New(rand.NewPCG(o.Seed, uint64(id))),
 	}
@@ -238,6 +243,18 @@ const (
 // run connects, sends until ctx is done, and reconnects when the
 // connection fails.
 func (c *loadClient) run(ctx context.Context) {
+	// The requests due before the end and not sent (the client was
+	// disconnected then) are skipped too.
+	defer func() {
+		end := c.stopped
+		if end.IsZero() {
+			end = time.Now()
+		}
+		if dl, ok := ctx.Deadline(); ok && dl.Before(end) {
+			end = dl
+		}
+		c.skip(int64(math.Ceil(end.Sub(c.start).Seconds() * c.o.Rate)))
+	}()
 	var backoff time.Duration
 	var d net.Dialer
 	connected := false
@@ -311,7 +328,7 @@ func (c *loadClient) session(ctx context.Context, nc net.Conn) bool {
 		}
 	}()
 
-	acked := false
+	acked, busy := false, false
 	rr := newReplyReader(nc)
 	var cur pendingBatch
 	left := 0
@@ -324,6 +341,13 @@ func (c *loadClient) session(ctx context.Context, nc net.Conn) bool {
 				case cur = <-fifo:
 					left = cur.n
 				default:
+					if hasPrefix(line, replyBusy) {
+						// Refused at connect (the server's --max-conns):
+						// busy, before any request was read.
+						c.ctr.busy.Add(1)
+						busy = true
+						return
+					}
 					if protoErr == nil {
 						protoErr = fmt.Errorf("reply to no request: %q", line)
 					}
@@ -339,6 +363,7 @@ func (c *loadClient) session(ctx context.Context, nc net.Conn) bool {
 				acked = true
 			case hasPrefix(line, replyBusy):
 				c.ctr.busy.Add(1)
+				busy = true
 			default:
 				c.ctr.errors.Add(1)
 				c.log.Warn("request failed", "reply", string(line))
@@ -360,7 +385,11 @@ func (c *loadClient) session(ctx context.Context, nc net.Conn) bool {
 	if n := outstanding.Load(); n > 0 {
 		c.ctr.lost.Add(uint64(n))
 	}
-	if err != nil && !stopped {
+	switch {
+	case busy:
+		// The server closes the connection after a 503: counted as busy.
+		c.log.Warn("server busy (503)")
+	case err != nil && !stopped:
 		c.ctr.errors.Add(1)
 		if errors.Is(err, io.EOF) {
 			c.log.Warn("server closed the connection")
@@ -375,6 +404,15 @@ func hasPrefix(b, prefix []byte) bool {
 	return len(b) >= len(prefix) && string(b[:len(prefix)]) == string(prefix)
 }
 
+// skip counts the requests before request n of the schedule that were
+// neither sent nor skipped yet as skipped.
+func (c *loadClient) skip(n int64) {
+	if missed := n - c.k; missed > 0 {
+		c.ctr.skipped.Add(uint64(missed))
+		c.k += missed
+	}
+}
+
 // dueAt returns when request k of the client's schedule is due.
 func (c *loadClient) dueAt(k int64) time.Time {
 	return c.start.Add(time.Duration(float64(k) / c.o.Rate * float64(time.Second)))
@@ -384,25 +422,25 @@ func (c *loadClient) dueAt(k int64) time.Time {
 // is done, or a write fails.
 func (c *loadClient) write(ctx context.Context, nc net.Conn, fifo chan<- pendingBatch, outstanding *atomic.Int64, readDone <-chan struct{}) {
 	rate := c.o.Rate
-	if c.start.IsZero() {
-		c.start = time.Now()
-	} else if missed := int64(time.Since(c.start).Seconds()*rate) - c.k; missed > 0 {
-		// Due while disconnected: skipped, not sent in a burst now.
-		c.ctr.skipped.Add(uint64(missed))
-		c.k += missed
-	}
+	// Due while disconnected (all but the last): skipped, not sent in a
+	// burst now.
+	c.skip(int64(time.Since(c.start).Seconds() * rate))
 	var buf []byte
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			c.stopped = time.Now() // not after the wait for the last replies
 			return
 		case <-readDone:
 			return
 		case <-t.C:
 		}
 		now := time.Now()
+		if dl, ok := ctx.Deadline(); ok && !now.Before(dl) {
+			return // the run is over, whether or not ctx says so yet
+		}
 		due := int64(now.Sub(c.start).Seconds()*rate) + 1 - c.k
 		if due > 0 {
 			room := int64(c.o.Window) - outstanding.Load()

@@ -26,9 +26,11 @@ type serverMetrics struct {
 	hasBackground     bool
 }
 
-// scrapeMetrics reads the server's /metrics.
-func scrapeMetrics(ctx context.Context, httpAddr string) (serverMetrics, error) {
+// scrapeMetrics reads the server's /metrics, failing after stall.
+func scrapeMetrics(ctx context.Context, httpAddr string, stall time.Duration) (serverMetrics, error) {
 	var m serverMetrics
+	ctx, cancel := context.WithTimeout(ctx, stall)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/metrics", nil)
 	if err != nil {
 		return m, err
@@ -89,8 +91,10 @@ func scrapeMetrics(ctx context.Context, httpAddr string) (serverMetrics, error) 
 }
 
 // flushServer asks the server to flush its head into parts and returns how
-// long it took.
-func flushServer(ctx context.Context, httpAddr string) (time.Duration, error) {
+// long it took. It fails after stall.
+func flushServer(ctx context.Context, httpAddr string, stall time.Duration) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, stall)
+	defer cancel()
 	start := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+httpAddr+"/api/v1/admin/flush", nil)
 	if err != nil {
