@@ -7,6 +7,9 @@ CLIENT_REPLICAS ?= 1
 NATIVE_ADDR     ?= 127.0.0.1:7574
 HTTP_ADDR       ?= 127.0.0.1:7575
 FUZZTIME        ?= 3s
+# How long make down waits for each process it stopped, in seconds: a
+# server finishes its requests and flushes its head first.
+STOP_TIMEOUT    ?= 60
 # Test binaries run two at a time: CI machines have 2 cores.
 TESTFLAGS       ?= -race -count=1 -p 2 -timeout 20m
 
@@ -99,15 +102,18 @@ manual: build
 	$(BIN) client --addr $(NATIVE_ADDR)
 
 # down signals only the PIDs that up recorded, and only if each still runs
-# $(BIN) (a PID reused by another program is left alone).
+# $(BIN) (a PID reused by another program is left alone). A process still
+# running STOP_TIMEOUT seconds later is reported and its PID file kept.
 down:
-	@for f in $(RUN_DIR)/load-*.pid $(RUN_DIR)/server.pid; do \
+	@rc=0; for f in $(RUN_DIR)/load-*.pid $(RUN_DIR)/server.pid; do \
 	  [ -f "$$f" ] || continue; pid=$$(cat $$f); \
 	  if $(RUNS_BIN); then \
-	    kill -TERM $$pid; for i in $$(seq 100); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; \
+	    kill -TERM $$pid; for i in $$(seq $$(($(STOP_TIMEOUT) * 10))); do $(RUNS_BIN) || break; sleep 0.1; done; \
+	    if $(RUNS_BIN); then \
+	      echo "$$f: pid $$pid still runs $(STOP_TIMEOUT) s after SIGTERM; make down again, or kill it"; rc=1; continue; fi; \
 	    echo "stopped $$f ($$pid)"; \
 	  fi; rm -f $$f; \
-	done
+	done; exit $$rc
 
 clean:
 	rm -rf bin

@@ -19,6 +19,10 @@ func runClient(args []string) int {
 	if rc := parseFlags(fs, args); rc >= 0 {
 		return rc
 	}
+	if *timeout <= 0 {
+		fmt.Fprintf(os.Stderr, "vigia client: --timeout %v: must be positive (see vigia client --help)\n", *timeout)
+		return 2
+	}
 	conn, err := net.DialTimeout("tcp", *addr, *timeout)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vigia client: cannot reach the server at %s: %v (is vigia server running? set --addr)\n", *addr, err)

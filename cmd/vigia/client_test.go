@@ -62,6 +62,12 @@ func TestClientCommand(t *testing.T) {
 		t.Errorf("interactive: stdout %q, stderr %q, status %d; want %q, status 0", out, errOut, code, want)
 	}
 
+	// A timeout of 0 is refused, not a reply deadline already passed.
+	out, errOut, code = runClientCmd(t, "", append(addr, "--timeout", "0", "PING")...)
+	if out != "" || code != 2 || !strings.Contains(errOut, "--timeout") {
+		t.Errorf("--timeout 0: stdout %q, stderr %q, status %d; want a line on stderr about --timeout, status 2", out, errOut, code)
+	}
+
 	// No server: one line that says what to do.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
