@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -471,6 +472,42 @@ func TestStopWithOpenConnections(t *testing.T) {
 			s.dial().expect("QUERY open.conns COUNT 1", "200 [1]")
 		})
 	}
+}
+
+// TestSecondSignal: a second SIGINT during a graceful shutdown that waits
+// (here for an export whose client reads nothing) ends the process at
+// once, and every acknowledged sample is there after the restart.
+func TestSecondSignal(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir())
+	const n = 600000 // a CSV export of about 20 MB: more than the loopback buffers hold
+	logBatch(t, s.dial(), "second.signal", 0, n)
+	nc, err := net.Dial("tcp", s.http)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	io.WriteString(nc, "GET /api/v1/export?name=second.signal HTTP/1.1\r\nHost: vigia\r\n\r\n")
+	nc.SetReadDeadline(time.Now().Add(replyTimeout))
+	if _, err := io.ReadFull(nc, make([]byte, 1024)); err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	syscall.Kill(s.cmd.Process.Pid, syscall.SIGTERM)
+	time.Sleep(500 * time.Millisecond)
+	if !s.running() {
+		t.Fatalf("the server exited %v after SIGTERM while an export was stalled; want it waiting", s.cmd.ProcessState)
+	}
+	syscall.Kill(s.cmd.Process.Pid, syscall.SIGINT)
+	select {
+	case <-s.exited:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the server still runs 5 s after a second signal:\n%s", s.log())
+	}
+	if st := s.cmd.ProcessState; st.Success() {
+		t.Errorf("exit %v after the second signal, want the signal's", st)
+	}
+	s.restart()
+	s.dial().expect("QUERY second.signal COUNT 10000000", fmt.Sprintf("200 [%d]", n))
 }
 
 // TestTornWALTail appends a torn record to the last write-ahead log

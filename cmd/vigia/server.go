@@ -13,7 +13,7 @@ import (
 )
 
 func runServer(args []string) int {
-	fs := newFlagSet("server", "server [flags]\n\nRuns the metrics and alert server. It stores everything under --data-dir and\nstops cleanly on SIGTERM or SIGINT (Ctrl-C): in-flight requests finish, the\nin-memory head is flushed, and it exits 0.")
+	fs := newFlagSet("server", "server [flags]\n\nRuns the metrics and alert server. It stores everything under --data-dir and\nstops cleanly on SIGTERM or SIGINT (Ctrl-C): in-flight requests finish, the\nin-memory head is flushed, and it exits 0. A second signal ends it at once;\nthe next start replays what was acknowledged from its write-ahead log.")
 	var o server.Options
 	fs.StringVar(&o.DataDir, "data-dir", "data", "directory for all stored data (created if missing)")
 	fs.StringVar(&o.NativeAddr, "native-addr", "127.0.0.1:7574", "native protocol TCP address, or off")
@@ -95,6 +95,12 @@ func runServer(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	go func() {
+		// Once shutting down, a second signal ends the process at once
+		// (the default action): what was acknowledged is in the WAL.
+		<-ctx.Done()
+		stop()
+	}()
 	if err := srv.Run(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "vigia server: %v\n", err)
 		return 1
