@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -45,6 +46,10 @@ func runBench(args []string) int {
 	}
 	if o.Data.Series < 1 || o.Data.Points < 1 || o.Conns < 1 || o.Queries < 1 || *long < 0 || *paced < 0 {
 		fmt.Fprintln(os.Stderr, "vigia bench: --series, --points, --conns and --queries must be at least 1; --long-points and --paced not negative")
+		return 2
+	}
+	if !(o.PacedFraction > 0) || math.IsInf(o.PacedFraction, 1) || !(o.PacedRate >= 0) || math.IsInf(o.PacedRate, 1) {
+		fmt.Fprintln(os.Stderr, "vigia bench: --paced-fraction must be a finite number above 0, --paced-rate finite and not negative")
 		return 2
 	}
 	if *paced == 0 {

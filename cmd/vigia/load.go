@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
@@ -35,8 +36,8 @@ func runLoad(args []string) int {
 	case o.Clients < 1:
 		fmt.Fprintln(os.Stderr, "vigia load: --clients must be at least 1")
 		return 2
-	case !(o.Rate > 0):
-		fmt.Fprintln(os.Stderr, "vigia load: --rate must be above 0")
+	case !(o.Rate > 0) || math.IsInf(o.Rate, 1):
+		fmt.Fprintln(os.Stderr, "vigia load: --rate must be a finite number above 0")
 		return 2
 	case o.Metrics < 1:
 		fmt.Fprintln(os.Stderr, "vigia load: --metrics must be at least 1")

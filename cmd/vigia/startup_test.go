@@ -140,3 +140,28 @@ func TestStartupErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestToolFlagErrors: vigia load and vigia bench refuse values that mean
+// nothing with exit status 2 and one line naming the flag, before they
+// reach for a server.
+func TestToolFlagErrors(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"load", "--rate", "inf"}, {"load", "--rate", "0"}, {"load", "--rate", "NaN"},
+		{"bench", "--paced-fraction", "0"}, {"bench", "--paced-fraction", "-0.5"}, {"bench", "--paced-rate", "-1"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
+			defer cancel()
+			var stderr bytes.Buffer
+			cmd := exec.CommandContext(ctx, binary(t), append(args, "--addr", "127.0.0.1:1")...)
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 ||
+				strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), args[1]) {
+				t.Errorf("%v: %v, stderr %q; want exit status 2 and one line naming %s", args, err, stderr.String(), args[1])
+			}
+		})
+	}
+}
