@@ -293,10 +293,11 @@ func (c *loadClient) run(ctx context.Context) {
 	}
 }
 
-// pendingBatch is a burst of n requests, the first of them due at t.
+// pendingBatch is a burst of n requests of the schedule, from request k
+// on.
 type pendingBatch struct {
 	n int
-	t time.Time
+	k int64
 }
 
 // session sends paced requests on nc and reads their replies until ctx is
@@ -354,12 +355,15 @@ func (c *loadClient) session(ctx context.Context, nc net.Conn) bool {
 					return
 				}
 			}
+			// Each request is timed from when it was due, so that a client
+			// running late counts the wait (no coordinated omission).
+			due := c.dueAt(cur.k + int64(cur.n-left))
 			left--
 			outstanding.Add(-1)
 			switch {
 			case hasPrefix(line, replyInserted):
 				c.ctr.acked.Add(1)
-				c.hist.Record(rr.at.Sub(cur.t))
+				c.hist.Record(rr.at.Sub(due))
 				acked = true
 			case hasPrefix(line, replyBusy):
 				c.ctr.busy.Add(1)
@@ -445,11 +449,8 @@ func (c *loadClient) write(ctx context.Context, nc net.Conn, fifo chan<- pending
 		if due > 0 {
 			room := int64(c.o.Window) - outstanding.Load()
 			n := max(min(due, room), 0)
-			c.ctr.skipped.Add(uint64(due - n))
-			// Timed from when the first of them was due, so that a
-			// client running late counts the wait (no coordinated
-			// omission).
-			dueAt := c.dueAt(c.k)
+			c.ctr.skipped.Add(uint64(due - n)) // the oldest
+			first := c.k + due - n
 			c.k += due
 			if n > 0 {
 				buf = buf[:0]
@@ -457,7 +458,7 @@ func (c *loadClient) write(ctx context.Context, nc net.Conn, fifo chan<- pending
 					buf = c.appendRequest(buf)
 				}
 				outstanding.Add(n)
-				fifo <- pendingBatch{n: int(n), t: dueAt}
+				fifo <- pendingBatch{n: int(n), k: first}
 				nc.SetWriteDeadline(now.Add(10 * time.Second))
 				if _, err := nc.Write(buf); err != nil {
 					// The reader sees the broken connection too, and
