@@ -83,7 +83,7 @@ func (o LoadOptions) withDefaults() LoadOptions {
 
 // LoadTotals is what Load's clients did.
 type LoadTotals struct {
-	Sent       uint64 // LOG requests written
+	Sent       uint64 // LOG requests written, or being written when the connection broke
 	Acked      uint64 // answered 201 Metric Inserted
 	Errors     uint64 // failed connects, lost connections and replies other than 201 and 503
 	Busy       uint64 // answered 503, or refused with it at connect (the server then closes the connection)
@@ -459,13 +459,16 @@ func (c *loadClient) write(ctx context.Context, nc net.Conn, fifo chan<- pending
 				}
 				outstanding.Add(n)
 				fifo <- pendingBatch{n: int(n), k: first}
+				// Counted before the write: the reader counts those a
+				// failed write leaves unanswered as lost, and lost must
+				// not exceed sent.
+				c.ctr.sent.Add(uint64(n))
 				nc.SetWriteDeadline(now.Add(10 * time.Second))
 				if _, err := nc.Write(buf); err != nil {
 					// The reader sees the broken connection too, and
 					// counts what is outstanding as lost.
 					return
 				}
-				c.ctr.sent.Add(uint64(n))
 			}
 		}
 		next := c.dueAt(c.k)
