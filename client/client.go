@@ -27,8 +27,9 @@ type Client struct {
 	clock  clock
 
 	mu       sync.Mutex
-	byName   map[string]entry // by full name
-	metrics  []metric         // in creation order
+	byName   map[string]entry  // by full name
+	seriesBy map[string]string // series name -> full name of the metric reporting it
+	metrics  []metric          // in creation order
 	dropName string
 
 	collectMu sync.Mutex
@@ -74,6 +75,7 @@ func newClient(opts *Options, clk clock, onCollect func([]point)) (*Client, erro
 		period:      o.Period.Milliseconds(),
 		clock:       clk,
 		byName:      make(map[string]entry),
+		seriesBy:    make(map[string]string),
 		backlog:     newBacklog(o.MaxPoints),
 		stopCollect: make(chan struct{}),
 		collectDone: make(chan struct{}),
@@ -126,6 +128,13 @@ func (c *Client) register(name, kind string, mk func(full string) entry) any {
 		if s == c.dropName {
 			panic(fmt.Sprintf("vigia client: metric name %q is reserved", s))
 		}
+		if other, ok := c.seriesBy[s]; ok {
+			// Two metrics writing one series would mix their points.
+			panic(fmt.Sprintf("vigia client: %s %q reports series %q, which metric %q reports already", kind, full, s, other))
+		}
+	}
+	for _, s := range e.m.series() {
+		c.seriesBy[s] = full
 	}
 	c.byName[full] = e
 	c.metrics = append(c.metrics, e.m)

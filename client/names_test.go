@@ -78,6 +78,8 @@ func TestMetricNames(t *testing.T) {
 		{"kind mismatch", func() { c.Gauge("hits") }},
 		{"timer is not histogram", func() { c.Histogram("lat") }},
 		{"reserved", func() { c.Meter(DroppedMetric) }},
+		{"series of a histogram", func() { c.Counter("lat.count") }},
+		{"series clashing with a histogram's", func() { c.Gauge("hist.p99"); c.Histogram("hist") }},
 	}
 	for _, p := range panics {
 		func() {
