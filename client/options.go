@@ -108,9 +108,10 @@ type Options struct {
 	DialTimeout time.Duration
 	// WriteTimeout bounds each write to the server. Default 5s.
 	WriteTimeout time.Duration
-	// ReadTimeout bounds the wait for each acknowledgement (Native), or for
-	// the server to close the connection after a batch (Graphite). It has
-	// to cover the server's fsync. Default 10s.
+	// ReadTimeout bounds the wait for each acknowledgement (Native); it has
+	// to cover the server's fsync. Default 10s. With Graphite, which
+	// acknowledges nothing, the wait for the server to close the
+	// connection after a batch is the smaller of it and a second.
 	ReadTimeout time.Duration
 	// MaxBackoff caps the delay between failed deliveries. After the n-th
 	// failure in a row the next attempt comes after a random delay between
