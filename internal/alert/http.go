@@ -211,7 +211,7 @@ func (m *Monitor) serveHistory(w http.ResponseWriter, r *http.Request) {
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
-			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("limit must be an integer from 1 to %d", maxHistoryLimit))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("limit must be a whole number, at least 1 (at most %d entries are answered)", maxHistoryLimit))
 			return
 		}
 		limit = min(n, maxHistoryLimit)
