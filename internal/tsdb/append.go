@@ -129,10 +129,11 @@ func (db *DB) Append(samples []Sample) error {
 // headRoomWait bounds how long Append waits for a flush to make room.
 var headRoomWait = 5 * time.Second
 
-// waitHeadRoom waits while the active head holds 4 x FlushSamples or more.
+// waitHeadRoom waits while the head, with the part of it a flush is
+// writing (which a failed flush puts back), holds 4 x FlushSamples or more.
 func (db *DB) waitHeadRoom() error {
 	limit := 4 * int64(db.opts.FlushSamples)
-	if db.headSamples.Load() < limit {
+	if db.headSamples.Load()+db.frozenSamples.Load() < limit {
 		return nil
 	}
 	timer := time.NewTimer(headRoomWait)
@@ -141,7 +142,7 @@ func (db *DB) waitHeadRoom() error {
 		db.roomMu.Lock()
 		ch := db.roomCh
 		db.roomMu.Unlock()
-		if db.headSamples.Load() < limit {
+		if db.headSamples.Load()+db.frozenSamples.Load() < limit {
 			return nil
 		}
 		select {

@@ -203,7 +203,7 @@ type DB struct {
 	headSamples   atomic.Int64 // active head
 	frozenSamples atomic.Int64 // head being flushed
 	roomMu        sync.Mutex
-	roomCh        chan struct{} // closed when a flush empties the active head
+	roomCh        chan struct{} // closed when a flush has written the head it froze
 
 	// What readers see: parts, and which frozen heads are already in them.
 	viewMu     sync.RWMutex

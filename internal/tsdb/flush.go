@@ -172,8 +172,8 @@ func (db *DB) flushWith(pace *pacer) error {
 		}
 		s.mu.Unlock()
 	}
+	db.frozenSamples.Store(n) // first: waitHeadRoom adds them up unlocked
 	db.headSamples.Store(0)
-	db.frozenSamples.Store(n)
 	// A signal that the head is full, sent by a commit before this
 	// freeze, is answered by this flush: drop it, or the background loop
 	// would flush again at once and make a small part of what arrived
@@ -184,10 +184,6 @@ func (db *DB) flushWith(pace *pacer) error {
 	default:
 	}
 	db.commitMu.Unlock()
-	db.roomMu.Lock()
-	close(db.roomCh)
-	db.roomCh = make(chan struct{})
-	db.roomMu.Unlock()
 
 	newParts, err := db.writeFrozen(frozen, pace)
 	if err == nil {
@@ -221,6 +217,12 @@ func (db *DB) flushWith(pace *pacer) error {
 		s.mu.Unlock()
 	}
 	db.frozenSamples.Store(0)
+	// Only now is there room for Appends waiting in waitHeadRoom: a
+	// flush that fails puts the head it froze back.
+	db.roomMu.Lock()
+	close(db.roomCh)
+	db.roomCh = make(chan struct{})
+	db.roomMu.Unlock()
 
 	db.commitMu.Lock()
 	old := db.walCut

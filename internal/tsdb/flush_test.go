@@ -213,8 +213,42 @@ func TestHeadIsBounded(t *testing.T) {
 		t.Errorf("head grew to %d samples", h)
 	}
 	db.flushMu.Unlock()
+	headRoomWait = old // time for the flush to write its part
 	if err := db.Append(batch(i)); err != nil {
 		t.Fatalf("append once flushes run again: %v", err)
+	}
+}
+
+// TestHeadIsBoundedWhileFlushesFail: flushes that fail do not make room,
+// so the head stops growing at 4 x FlushSamples and Append reports
+// ErrOverloaded. A failed flush used to wake the waiting Appends when it
+// froze the head, and put the head back when it failed: every attempt let
+// one more batch in, and the head grew without bound.
+func TestHeadIsBoundedWhileFlushesFail(t *testing.T) {
+	old := headRoomWait
+	headRoomWait = 200 * time.Millisecond
+	defer func() { headRoomWait = old }()
+	testHookBeforeManifest = func() error { return errors.New("disk on fire") }
+	defer func() { testHookBeforeManifest = nil }()
+	o := testOpts()
+	o.FlushSamples = 100
+	db := openTest(t, t.TempDir(), o)
+	defer db.Close()
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	base := time.Now().UnixMilli()
+	var err error
+	for i := 0; i < 20 && err == nil; i++ {
+		ss := make([]Sample, 100)
+		for k := range ss {
+			ss[k] = Sample{ref, base + int64(i*100+k), 1}
+		}
+		err = db.Append(ss)
+	}
+	if !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("append while every flush fails: %v", err)
+	}
+	if n := db.Stats().AppendedSamples; n > 4*100 {
+		t.Errorf("%d samples appended while flushes fail, want at most 400", n)
 	}
 }
 
