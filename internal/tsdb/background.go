@@ -58,13 +58,22 @@ func (p *pacer) step() {
 	p.start = time.Now()
 }
 
+// flushRetryMin and flushRetryMax bound the pause after a failed
+// background flush, doubled at each failure in a row.
+const (
+	flushRetryMin = time.Second
+	flushRetryMax = time.Minute
+)
+
 // flushLoop flushes the head, paced, when it is full or FlushInterval
 // passes, and then wakes mergeLoop. It runs apart from merges, so that a
-// long merge never holds up a flush while the head grows.
+// long merge never holds up a flush while the head grows. After a failed
+// flush it pauses before the next.
 func (db *DB) flushLoop() {
 	defer db.bgWG.Done()
 	t := time.NewTicker(db.opts.FlushInterval)
 	defer t.Stop()
+	var backoff time.Duration
 	for {
 		select {
 		case <-db.bgQuit:
@@ -77,8 +86,21 @@ func (db *DB) flushLoop() {
 				continue
 			}
 		}
-		if err := db.flushWith(newPacer(flushDuty, db.bgQuit)); err != nil && !errors.Is(err, ErrClosed) {
-			db.logger.Error("flush failed; the head stays in memory and in the WAL", "err", err)
+		err := db.flushWith(newPacer(flushDuty, db.bgQuit))
+		switch {
+		case err == nil:
+			backoff = 0
+		case !errors.Is(err, ErrClosed):
+			// A full head asks for a flush at every commit: without a
+			// pause, a disk that fails would be written (a WAL segment,
+			// a part per day) as fast as it fails.
+			backoff = min(max(2*backoff, flushRetryMin), flushRetryMax)
+			db.logger.Error("flush failed; the head stays in memory and in the WAL", "err", err, "retry_in", backoff)
+			select {
+			case <-db.bgQuit:
+				return
+			case <-time.After(backoff):
+			}
 		}
 		select {
 		case db.mergeCh <- struct{}{}:

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -676,5 +677,34 @@ func TestManifestDirSyncFails(t *testing.T) {
 	after, _ := filepath.Glob(filepath.Join(dir, partsDirName, "*", "*.part"))
 	if len(before) <= db.Stats().Parts || len(after) != db.Stats().Parts {
 		t.Fatalf("%d part files before the crash, %d after it, %d parts in the manifest: replaced parts were not kept, or not removed at the next start", len(before), len(after), db.Stats().Parts)
+	}
+}
+
+// TestFailingFlushesPause: while every flush fails, the background flush
+// pauses between attempts instead of retrying at every commit.
+func TestFailingFlushesPause(t *testing.T) {
+	old := headRoomWait
+	headRoomWait = 50 * time.Millisecond
+	defer func() { headRoomWait = old }()
+	var attempts atomic.Int64
+	testHookBeforeManifest = func() error { attempts.Add(1); return errors.New("disk on fire") }
+	defer func() { testHookBeforeManifest = nil }()
+	o := testOpts()
+	o.FlushSamples = 100
+	db := openTest(t, t.TempDir(), o)
+	defer db.Close()
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	base := time.Now().UnixMilli()
+	start := time.Now()
+	for i := 0; time.Since(start) < 900*time.Millisecond; i++ {
+		ss := make([]Sample, 50)
+		for k := range ss {
+			ss[k] = Sample{ref, base + int64(i*50+k), 1}
+		}
+		db.Append(ss) // ErrOverloaded once the head is full
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := attempts.Load(); n > 2 {
+		t.Errorf("%d flush attempts in 0.9 s while flushes fail, want at most 2 (a pause of a second after a failure)", n)
 	}
 }
