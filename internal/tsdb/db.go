@@ -17,7 +17,9 @@ type Options struct {
 	// holds this many samples. Default 5 Mi (80 MB of head; the chunks a
 	// flush frees are kept for the next samples). Should the head reach 4 times
 	// this (flushes falling behind or failing), Append waits up to 5 s for
-	// a flush to make room and then returns ErrOverloaded.
+	// a flush to make room and then returns ErrOverloaded. A background
+	// flush that fails is tried again after a pause of 1 s, doubled at
+	// each failure in a row up to 1 min.
 	FlushSamples int
 	// FlushInterval: flush the head at least this often. Default 10m.
 	FlushInterval time.Duration
