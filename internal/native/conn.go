@@ -245,6 +245,9 @@ func (c *conn) handle(line []byte) error {
 	// Replies stay in request order: the LOGs before this request are
 	// answered first.
 	c.submitBatch()
+	if c.closing {
+		return errClose // the batch was refused: what follows gets no reply
+	}
 	if err != nil {
 		s.stats.bad.Add(1)
 		c.out = append(c.out, wire.ReplyFor(err)...)

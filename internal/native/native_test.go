@@ -724,3 +724,90 @@ func TestShutdownDeliversReplies(t *testing.T) {
 		t.Fatalf("%d replies received, %d samples stored", replies, stored)
 	}
 }
+
+// TestRefusedBatchEndsReplies: when a batch of LOGs is refused with 503s,
+// the requests pipelined after it get no reply, not even a bad one's 400:
+// a client resends everything after the last reply it read.
+func TestRefusedBatchEndsReplies(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	ts := startServer(t, Options{MaxInflight: 2})
+	var once sync.Once
+	ts.w.before = func() {
+		once.Do(func() {
+			entered <- struct{}{}
+			<-release
+		})
+	}
+	defer close(release)
+	a := dial(t, ts.addr)
+	a.send("LOG a 1\nLOG a 2\n")
+	<-entered
+	waitInflight(t, ts.srv, 2) // both of a's LOGs hold a slot
+	b := dial(t, ts.addr)
+	b.send("LOG b 1\nFOO\nLOG b 2\n")
+	if got := b.line(); got != "503 The server is busy, try again later\n" {
+		t.Fatalf("refused LOG: %q", got)
+	}
+	b.expectClosed()
+	if n := ts.srv.Stats().BadRequests; n != 0 {
+		t.Errorf("%d bad requests counted, want 0: the FOO after the refused batch was not executed", n)
+	}
+}
+
+// waitConns waits until the server counts n open connections.
+func waitConns(t *testing.T, srv *Server, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); srv.Stats().Conns != n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections open, want %d", srv.Stats().Conns, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestBigQueryNotKept: a connection that answered a QUERY of many windows
+// does not keep the windows' memory while it idles; every open connection
+// may have asked for one.
+func TestBigQueryNotKept(t *testing.T) {
+	ts := startServer(t, Options{})
+	const n, conns = 300000, 4
+	ref, err := ts.db.GetOrCreate([]byte("big"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples := make([]tsdb.Sample, n)
+	for i := range samples {
+		samples[i] = tsdb.Sample{Ref: ref, T: 1650931200000 + int64(i)*1000, V: 1.5}
+	}
+	if err := ts.db.Append(samples); err != nil {
+		t.Fatal(err)
+	}
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.GC() // what sync.Pools held until the first
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	// A first QUERY on a connection closed at once leaves in the heap
+	// only what the store keeps.
+	warm := dial(t, ts.addr)
+	warm.do("QUERY big SUM 1")
+	warm.conn.Close()
+	waitConns(t, ts.srv, 0)
+	before := heap()
+	for range conns {
+		c := dial(t, ts.addr)
+		got := c.do("QUERY big SUM 1")
+		if want := len("200 []") + n*len("1.5, ") - len(", "); len(got) != want {
+			t.Fatalf("QUERY reply of %d bytes, want %d", len(got), want)
+		}
+		// The connection stays open, idle.
+	}
+	const points = conns * n * 16 // bytes of the windows' points
+	if grown := int64(heap()) - int64(before); grown > points/4 {
+		t.Errorf("heap grew %d MiB after %d connections each answered a QUERY of %d windows, and stays so while they idle",
+			grown>>20, conns, n)
+	}
+}
