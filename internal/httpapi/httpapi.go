@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -128,13 +129,13 @@ func timeRange(r *http.Request) (mint, maxt int64, hasFrom bool, err error) {
 	mint, maxt = math.MinInt64, math.MaxInt64
 	if s := r.FormValue("from"); s != "" {
 		if mint, err = query.ParseTime([]byte(s)); err != nil {
-			return 0, 0, false, errors.New("from: not an ISO 8601 date or unix seconds")
+			return 0, 0, false, fmt.Errorf("from: %w", err)
 		}
 		hasFrom = true
 	}
 	if s := r.FormValue("to"); s != "" {
 		if maxt, err = query.ParseTime([]byte(s)); err != nil {
-			return 0, 0, false, errors.New("to: not an ISO 8601 date or unix seconds")
+			return 0, 0, false, fmt.Errorf("to: %w", err)
 		}
 	}
 	return mint, maxt, hasFrom, nil
@@ -144,7 +145,12 @@ func timeRange(r *http.Request) (mint, maxt int64, hasFrom bool, err error) {
 // command as JSON: {"name", "op", "secs", "points": [{"start", "value"}]}.
 func (a *api) query(w http.ResponseWriter, r *http.Request) {
 	name := r.FormValue("name")
-	op, ok := query.ParseOp([]byte(r.FormValue("op")))
+	if name == "" {
+		httpjson.Error(w, http.StatusBadRequest, "name: required")
+		return
+	}
+	// Any case, as the alert API takes it; QUERY itself takes upper case.
+	op, ok := query.ParseOp([]byte(strings.ToUpper(r.FormValue("op"))))
 	if !ok {
 		httpjson.Error(w, http.StatusBadRequest, "op: want one of AVG, MAX, MIN, COUNT, SUM, LAST")
 		return
@@ -162,7 +168,7 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 	var ex query.Executor
 	pts, err := ex.Run(a.opts.Store, query.Spec{Name: []byte(name), Op: op, Step: secs * 1000,
 		From: mint, HasFrom: hasFrom, To: maxt, HasTo: maxt != math.MaxInt64, MaxPoints: a.opts.MaxQueryPoints})
-	if errors.Is(err, query.ErrNotFound) || name == "" {
+	if errors.Is(err, query.ErrNotFound) {
 		httpjson.Error(w, http.StatusNotFound, "metric not found")
 		return
 	}
@@ -209,6 +215,10 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 // JSON array of [unix_ms, value] pairs.
 func (a *api) export(w http.ResponseWriter, r *http.Request) {
 	name := r.FormValue("name")
+	if name == "" {
+		httpjson.Error(w, http.StatusBadRequest, "name: required")
+		return
+	}
 	mint, maxt, _, err := timeRange(r)
 	if err != nil {
 		httpjson.Error(w, http.StatusBadRequest, err.Error())
@@ -220,7 +230,7 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	refs := a.opts.Store.RefsByName([]byte(name))
-	if name == "" || len(refs) == 0 {
+	if len(refs) == 0 {
 		httpjson.Error(w, http.StatusNotFound, "metric not found")
 		return
 	}
