@@ -119,7 +119,7 @@ type Stats struct {
 	Accepted     uint64 // connections accepted
 	RejectedConn uint64 // connections refused with 503 (MaxConns)
 	Busy         uint64 // requests refused with 503 (MaxInflight or an overloaded store)
-	Requests     uint64 // request lines executed
+	Requests     uint64 // request lines read (answered, or refused with 400 or 503)
 	Samples      uint64 // LOG samples acknowledged
 	BadRequests  uint64 // requests answered with 400
 	SeriesLimit  uint64 // LOGs refused because MaxSeries series exist

@@ -60,7 +60,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	m("vigia_native_accepted_connections_total", "Native connections accepted.", counter, float64(ns.Accepted))
 	m("vigia_native_refused_connections_total", "Native connections refused with 503 (--max-conns).", counter, float64(ns.RejectedConn))
 	m("vigia_native_busy_total", "Native requests refused with 503 (--max-inflight or an overloaded store).", counter, float64(ns.Busy))
-	m("vigia_native_requests_total", "Native request lines executed.", counter, float64(ns.Requests))
+	m("vigia_native_requests_total", "Native request lines read and answered or refused (a 400, a 503 included).", counter, float64(ns.Requests))
 	m("vigia_native_samples_total", "LOG samples acknowledged.", counter, float64(ns.Samples))
 	m("vigia_native_bad_requests_total", "Native requests answered with 400.", counter, float64(ns.BadRequests))
 	m("vigia_native_series_limit_total", "LOGs refused because --max-series series exist.", counter, float64(ns.SeriesLimit))
