@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/vigia-mon/vigia/internal/query"
 	"github.com/vigia-mon/vigia/internal/tsdb"
 )
 
@@ -148,6 +149,9 @@ func (m *Monitor) evaluate(r *rule, ts []int64, vs []float64, now int64) *event 
 		if r.cmp.worse(p.Value, worst.Value) {
 			worst = p
 		}
+	}
+	if cap(points) > maxSpare {
+		m.win = query.Windows{} // as recycle: a burst must not pin its memory
 	}
 	r.lastCheck, r.hasValue, r.lastValue, r.lastWin, r.breaching = now, true, worst.Value, worst.Start, crossing
 

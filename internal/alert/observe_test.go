@@ -131,3 +131,31 @@ func TestBurstReleasesMergeBuffer(t *testing.T) {
 		t.Fatalf("after the burst: %q", got)
 	}
 }
+
+// TestBurstReleasesWindows: after a burst whose samples fall in many
+// windows (a backfill of one sample a second, checked with secs 1), the
+// check lets go of the windows it aggregated them in, as it does of the
+// samples, so that one burst does not pin its memory for the life of the
+// server.
+func TestBurstReleasesWindows(t *testing.T) {
+	st := newFakeStore("m")
+	m := newTestMonitor(t, st, Options{})
+	m.AddRule("m", query.Max, 1, 5, "")
+	batch := make([]tsdb.Sample, 4*maxSpare)
+	for i := range batch {
+		batch[i] = sample(1, int64(i)*1000, 1)
+	}
+	m.Observe(batch)
+	m.check()
+	if c := cap(m.win.Result()); c > maxSpare {
+		t.Fatalf("the check keeps %d windows after the burst; at most %d", c, maxSpare)
+	}
+	// The next, ordinary check still aggregates.
+	events, cancel := m.Subscribe()
+	defer cancel()
+	m.Observe([]tsdb.Sample{sample(1, 1_000_000_000, 1), sample(1, 1_000_001_000, 9)})
+	m.check()
+	if got := drain(events); len(got) != 1 || decodeEvent(t, got[0]).Value != 9 {
+		t.Fatalf("after the burst: %q", got)
+	}
+}
