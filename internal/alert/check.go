@@ -59,9 +59,10 @@ func (m *Monitor) check() {
 		m.stats.persistErrors.Add(1)
 		m.log.Error("cannot store alert states and history; notifications still go out", "err", err)
 	}
+	m.notifyMu.Lock()
 	m.mu.Unlock()
-
 	m.notify(events)
+	m.notifyMu.Unlock()
 	m.stats.checks.Add(1)
 	m.stats.lastCheckNs.Store(int64(time.Since(start)))
 	if d := m.droppedSamples.Load(); d > m.droppedLogged {
@@ -169,10 +170,17 @@ func (m *Monitor) evaluate(r *rule, ts []int64, vs []float64, now int64) *event 
 	if !notify {
 		return nil
 	}
+	return r.event(now, worst.Value, worst.Start, crossing)
+}
+
+// event returns the notification of r's state at now, for the window
+// starting at winStart whose value is value, with crossing windows
+// crossing the limit.
+func (r *rule) event(now int64, value float64, winStart int64, crossing int) *event {
 	return &event{
 		ID: r.id, Name: r.name(), Metric: r.metric, Op: r.op.String(), Secs: r.secs,
 		Limit: jsonFloat(r.limit), Cmp: r.cmp.String(), State: r.st.String(),
-		Value: jsonFloat(worst.Value), WindowStart: fmtTime(worst.Start), Windows: crossing,
+		Value: jsonFloat(value), WindowStart: fmtTime(winStart), Windows: crossing,
 		ActiveAt: fmtTime(r.activeAt), Time: fmtTime(now),
 		timeMs: now, activeAtMs: r.activeAt,
 	}

@@ -106,6 +106,11 @@ type Monitor struct {
 	pending        atomic.Int64
 	droppedSamples atomic.Uint64
 
+	// notifyMu is taken before mu is let go by whoever notifies, and held
+	// while notifying: receivers get notifications in the order mu
+	// produced them (a deleted alert's resolution after its last firing).
+	notifyMu sync.Mutex
+
 	mu        sync.Mutex // guards the fields below, and serializes checks with rule changes
 	rules     map[int64]*rule
 	watched   map[string]*watched
@@ -313,15 +318,16 @@ func (m *Monitor) addRule(metric string, op query.Op, secs int64, limit float64,
 // ErrNotFound for an id that is not registered.
 func (m *Monitor) DeleteRule(id int64) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	r := m.rules[id]
 	if r == nil {
+		m.mu.Unlock()
 		return ErrNotFound
 	}
 	err := m.db.Update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketRules).Delete(idKey(id))
 	})
 	if err != nil {
+		m.mu.Unlock()
 		return fmt.Errorf("delete alert rule %d: %w", id, err)
 	}
 	delete(m.rules, id)
@@ -334,6 +340,24 @@ func (m *Monitor) DeleteRule(id int64) error {
 		}
 	}
 	m.log.Info("alert deleted", "alert_id", id, "alert", r.name())
+	var events []*event
+	if r.st == stateFiring {
+		// Receivers that track firing alerts (a webhook's, a pager) learn
+		// that this one is over, as they would at its resolution.
+		now := m.now()
+		r.st, r.since = stateResolved, now
+		e := r.event(now, r.lastValue, r.lastWin, 0)
+		e.raw, _ = marshal(e) // cannot fail: jsonFloat handles every value
+		events = append(events, e)
+		if err := m.persist(nil, events, now); err != nil {
+			m.stats.persistErrors.Add(1)
+			m.log.Error("cannot store alert history; notifications still go out", "err", err)
+		}
+	}
+	m.notifyMu.Lock()
+	m.mu.Unlock()
+	m.notify(events)
+	m.notifyMu.Unlock()
 	return nil
 }
 

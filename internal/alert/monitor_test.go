@@ -465,3 +465,43 @@ func TestDamagedHistoryRecord(t *testing.T) {
 		t.Errorf("damaged entry logged %d times, want once:\n%s", n, logs.String())
 	}
 }
+
+// TestDeleteFiringResolves: deleting a firing alert notifies its
+// resolution, to subscribers and in the history, so that a receiver that
+// tracks firing alerts does not keep it firing; deleting a quiet one
+// notifies nothing.
+func TestDeleteFiringResolves(t *testing.T) {
+	st := newFakeStore("cpu")
+	now := time.UnixMilli(1_000_000)
+	m := newTestMonitor(t, st, Options{Now: func() time.Time { return now }})
+	firing, _ := m.AddRule("cpu", query.Max, 60, 90, "")
+	quiet, _ := m.AddRule("cpu", query.Max, 60, 99, "")
+	events, cancel := m.Subscribe()
+	defer cancel()
+	m.Observe([]tsdb.Sample{sample(1, 1000, 95)})
+	m.check()
+	if got := drain(events); len(got) != 1 || decodeEvent(t, got[0]).State != "firing" {
+		t.Fatalf("check: %q, want alert %d firing", got, firing)
+	}
+	now = now.Add(time.Minute)
+	if err := m.DeleteRule(quiet); err != nil {
+		t.Fatal(err)
+	}
+	if got := drain(events); len(got) != 0 {
+		t.Errorf("deleting a quiet alert notified %q", got)
+	}
+	if err := m.DeleteRule(firing); err != nil {
+		t.Fatal(err)
+	}
+	got := drain(events)
+	if len(got) != 1 {
+		t.Fatalf("deleting a firing alert notified %q, want its resolution", got)
+	}
+	if e := decodeEvent(t, got[0]); e.ID != firing || e.State != "resolved" || e.Value != 95 {
+		t.Errorf("resolution on delete: %+v", e)
+	}
+	hist, _ := m.history(0, math.MaxInt64, firing, 100)
+	if !bytes.Contains(hist, []byte(`"state":"resolved"`)) {
+		t.Errorf("history after deleting a firing alert: %s", hist)
+	}
+}
