@@ -323,7 +323,8 @@ func (s *Server) closeAll() error {
 	if s.db != nil {
 		start := time.Now()
 		if err := s.db.Close(); err != nil && !errors.Is(err, tsdb.ErrClosed) {
-			first = fmt.Errorf("close metrics store: %w", err)
+			// Typically a full disk: say that nothing acknowledged is lost.
+			first = fmt.Errorf("close metrics store: %w (what was acknowledged is in the write-ahead log: the next start replays it)", err)
 		} else if err == nil {
 			s.log.Info("metrics store flushed and closed", "took", time.Since(start).Round(time.Millisecond))
 		}

@@ -38,18 +38,24 @@ func (db *DB) commitOnce() bool {
 
 	db.commitMu.Lock()
 	err := db.walErr
+	unwritten := false
 	if err == nil {
 		err = db.writeWAL(b.buf)
-		if err != nil {
-			db.walErr = err
-			db.logger.Error("WAL write failed; refusing further writes", "err", err)
-		} else {
+		switch {
+		case err == nil:
 			db.stats.walBytes.Add(int64(len(b.buf)))
 			db.stats.commits.Add(1)
 			db.applySamples(b.appends)
+		case db.walErr != nil:
+			db.logger.Error("WAL write failed; refusing further writes until a restart", "err", err)
+		default:
+			unwritten = true // no room for the next segment (rotateSegment logs it)
 		}
 	}
 	db.commitMu.Unlock()
+	if unwritten {
+		db.requeueSeries(b.buf)
+	}
 	b.err = err
 	close(b.done)
 
@@ -60,6 +66,34 @@ func (db *DB) commitOnce() bool {
 		db.qmu.Unlock()
 	}
 	return true
+}
+
+// requeueSeries puts the series records of buf, a batch the committer
+// could not write, in front of the next batch. Their series are in the
+// index already, so the samples appended to them later come without a
+// series record of their own, and replay would skip them if it found none
+// earlier in the log. After Close has begun they are dropped: no sample can
+// follow them, and the committer must not find them pending for ever.
+func (db *DB) requeueSeries(buf []byte) {
+	var recs []byte
+	for off := 0; off < len(buf); {
+		typ, _, n, err := readFrame(buf[off:])
+		if err != nil {
+			break // the committer framed buf itself: not reached
+		}
+		if typ == recSeries {
+			recs = append(recs, buf[off:off+n]...)
+		}
+		off += n
+	}
+	if len(recs) == 0 {
+		return
+	}
+	db.qmu.Lock()
+	if !db.closed {
+		db.cur.buf = append(recs, db.cur.buf...)
+	}
+	db.qmu.Unlock()
 }
 
 // maxRecordSamples bounds the samples of one WAL record: at most 29 bytes

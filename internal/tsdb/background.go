@@ -68,29 +68,33 @@ const (
 // flushLoop flushes the head, paced, when it is full or FlushInterval
 // passes, and then wakes mergeLoop. It runs apart from merges, so that a
 // long merge never holds up a flush while the head grows. After a failed
-// flush it pauses before the next.
+// flush it pauses, and then flushes again, until a flush succeeds.
 func (db *DB) flushLoop() {
 	defer db.bgWG.Done()
 	t := time.NewTicker(db.opts.FlushInterval)
 	defer t.Stop()
-	var backoff time.Duration
+	var backoff time.Duration // after a failed flush, the pause before the next
 	for {
-		select {
-		case <-db.bgQuit:
-			return
-		case <-t.C:
-		case <-db.flushCh:
-			// Only if the head is still full: waitHeadRoom signals
-			// without commitMu, so its signal may predate a freeze.
-			if db.headSamples.Load() < int64(db.opts.FlushSamples) {
-				continue
+		if backoff == 0 {
+			select {
+			case <-db.bgQuit:
+				return
+			case <-t.C:
+			case <-db.flushCh:
+				// Only if the head is still full: waitHeadRoom signals
+				// without commitMu, so its signal may predate a freeze.
+				if db.headSamples.Load() < int64(db.opts.FlushSamples) {
+					continue
+				}
 			}
 		}
 		err := db.flushWith(newPacer(flushDuty, db.bgQuit))
 		switch {
 		case err == nil:
 			backoff = 0
-		case !errors.Is(err, ErrClosed):
+		case errors.Is(err, ErrClosed):
+			return
+		default:
 			// A full head asks for a flush at every commit: without a
 			// pause, a disk that fails would be written (a WAL segment,
 			// a part per day) as fast as it fails.

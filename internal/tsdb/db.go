@@ -200,6 +200,8 @@ type DB struct {
 	prep     *segPrep
 	prepWG   sync.WaitGroup
 	walErr   error // sticky: after a failed write or sync nothing is trusted
+	segErr   error // the last failure to create the next segment, until one succeeds
+	segErrAt time.Time
 
 	chunks        chunkPool    // head chunks not in use
 	headSamples   atomic.Int64 // active head

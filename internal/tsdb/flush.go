@@ -153,9 +153,8 @@ func (db *DB) flushWith(pace *pacer) error {
 	if db.segOff > 0 {
 		cut++
 		if err := db.rotateSegment(!closing); err != nil {
-			db.walErr = err
 			db.commitMu.Unlock()
-			return err
+			return fmt.Errorf("flush: %w", err)
 		}
 	}
 	covered := db.stats.walBytes.Load() // every record before the cut

@@ -708,3 +708,33 @@ func TestFailingFlushesPause(t *testing.T) {
 		t.Errorf("%d flush attempts in 0.9 s while flushes fail, want at most 2 (a pause of a second after a failure)", n)
 	}
 }
+
+// TestFailedFlushIsRetried: a background flush that fails is tried again
+// after its pause, not only at the next FlushInterval or full head.
+func TestFailedFlushIsRetried(t *testing.T) {
+	var attempts atomic.Int64
+	testHookBeforeManifest = func() error {
+		if attempts.Add(1) == 1 {
+			return errors.New("no space left on device")
+		}
+		return nil
+	}
+	defer func() { testHookBeforeManifest = nil }()
+	o := testOpts()
+	o.FlushSamples = 100
+	o.FlushInterval = time.Hour
+	db := openTest(t, t.TempDir(), o)
+	defer db.Close()
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	base := time.Now().UnixMilli()
+	ss := make([]Sample, 150)
+	for i := range ss {
+		ss[i] = Sample{ref, base + int64(i), 1}
+	}
+	if err := db.Append(ss); err != nil { // the head is full: a flush starts
+		t.Fatal(err)
+	}
+	if !waitFor(func() bool { return db.Stats().Flushes == 1 }) {
+		t.Fatalf("%d flush attempts, none succeeded: a failed flush is not retried", attempts.Load())
+	}
+}

@@ -60,6 +60,11 @@ func allZero(b []byte) bool {
 func createSegment(dir string, seq uint64, size int64, urgent *atomic.Bool) (*os.File, error) {
 	path := segmentPath(dir, seq)
 	tmp := path + ".tmp"
+	if testHookCreateSegment != nil {
+		if err := testHookCreateSegment(seq); err != nil {
+			return nil, fmt.Errorf("prepare wal segment %d: %w", seq, err)
+		}
+	}
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("create wal segment %d: %w", seq, err)
@@ -132,13 +137,28 @@ func (db *DB) waitNextSegment() {
 	}
 }
 
+// testHookCreateSegment, when set by a test, runs before a WAL segment is
+// created; an error fails the creation, as a full disk would.
+var testHookCreateSegment func(seq uint64) error
+
+// segRetryPause is how long, after the next WAL segment could not be
+// created, rotateSegment fails at once rather than try again: each attempt
+// may write most of a segment of zeros before the disk is found full.
+var segRetryPause = time.Second
+
 // rotateSegment makes segment segSeq+1 current. Its preparation started
 // when the current segment was opened, so it is normally ready; a failed
-// preparation is retried once. Unless prepareNext is false (the DB is
+// preparation is retried once. If that fails too (a full disk), the
+// current segment stays in use and the error is returned; later calls try
+// again, at most once every segRetryPause, and the log tells when the
+// segment is created after all. Unless prepareNext is false (the DB is
 // closing), it starts preparing the segment after it. Callers hold
 // commitMu.
 func (db *DB) rotateSegment(prepareNext bool) error {
 	next := db.segSeq + 1
+	if db.segErr != nil && time.Since(db.segErrAt) < segRetryPause {
+		return db.segErr
+	}
 	p := db.prep
 	db.prep = nil
 	if p != nil {
@@ -151,8 +171,17 @@ func (db *DB) rotateSegment(prepareNext bool) error {
 		p = db.prepareSegment(next)
 		p.wait()
 		if p.err != nil {
+			if db.segErr == nil {
+				db.logger.Error("cannot create the next WAL segment (is the disk full?): writes are refused once the current one is full, until it can be created",
+					"err", p.err)
+			}
+			db.segErr, db.segErrAt = p.err, time.Now()
 			return p.err
 		}
+	}
+	if db.segErr != nil {
+		db.logger.Info("created the next WAL segment: writes are accepted again", "segment", next)
+		db.segErr = nil
 	}
 	if db.seg != nil {
 		db.seg.Close()
@@ -167,8 +196,11 @@ func (db *DB) rotateSegment(prepareNext bool) error {
 // writeWAL writes buf at the current offset of the open segment, moving to
 // the next segment first if buf does not fit in what is left of this one,
 // and returns once it is durable (fdatasync). A batch larger than a whole
-// segment extends a fresh segment past its preallocated size. Callers hold
-// commitMu.
+// segment extends a fresh segment past its preallocated size. If the next
+// segment cannot be created, nothing is written and the log stays usable:
+// a later call tries again. A failed write or sync sets walErr: what the
+// segment holds is no longer known, and nothing is written after it.
+// Callers hold commitMu.
 func (db *DB) writeWAL(buf []byte) error {
 	if db.segOff > 0 && db.segOff+int64(len(buf)) > db.opts.walSegmentSize {
 		if err := db.rotateSegment(true); err != nil {
@@ -176,10 +208,12 @@ func (db *DB) writeWAL(buf []byte) error {
 		}
 	}
 	if _, err := db.seg.WriteAt(buf, db.segOff); err != nil {
-		return fmt.Errorf("write wal segment %d: %w", db.segSeq, err)
+		db.walErr = fmt.Errorf("write wal segment %d: %w", db.segSeq, err)
+		return db.walErr
 	}
 	if err := fdatasync(db.seg); err != nil {
-		return fmt.Errorf("sync wal segment %d: %w", db.segSeq, err)
+		db.walErr = fmt.Errorf("sync wal segment %d: %w", db.segSeq, err)
+		return db.walErr
 	}
 	db.segOff += int64(len(buf))
 	return nil

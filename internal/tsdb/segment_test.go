@@ -1,8 +1,12 @@
 package tsdb
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -207,5 +211,89 @@ func TestFlushWithoutRecordsInOpenSegment(t *testing.T) {
 	defer db.Close()
 	if got := countSamples(t, db); got != 30 {
 		t.Fatalf("%d samples after the flush and a crash, want 30", got)
+	}
+}
+
+// TestNextSegmentCannotBeCreated: while the next WAL segment cannot be
+// created (a full disk), an Append that does not fit in the current one
+// fails and writes nothing, and the store stays usable: once the segment
+// can be created, Appends succeed again without a restart. After a crash
+// every acknowledged sample is there, also those of a series whose record
+// was in a commit that failed.
+func TestNextSegmentCannotBeCreated(t *testing.T) {
+	defer func(d time.Duration) { segRetryPause = d }(segRetryPause)
+	segRetryPause = 0
+	var full atomic.Bool
+	testHookCreateSegment = func(uint64) error {
+		if full.Load() {
+			return syscall.ENOSPC
+		}
+		return nil
+	}
+	defer func() { testHookCreateSegment = nil }()
+	dir := t.TempDir()
+	db := openTest(t, dir, nil)
+	waitPrepared(t, db)
+	full.Store(true)
+
+	base := time.Now().UnixMilli()
+	a, err := db.GetOrCreate([]byte("a"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acked int64
+	appendA := func(n int) error {
+		ss := make([]Sample, n)
+		for i := range ss {
+			ss[i] = Sample{a, base + acked + int64(i), float64(acked + int64(i))}
+		}
+		err := db.Append(ss)
+		if err == nil {
+			acked += int64(n)
+		}
+		return err
+	}
+	// The current segment and the one prepared ahead fill up.
+	for err == nil {
+		if acked > 4*testSegmentSize {
+			t.Fatal("no Append failed")
+		}
+		err = appendA(500)
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Append with no room for the next segment: %v, want ENOSPC", err)
+	}
+	// A new series whose record does not fit: its sample alone would.
+	big, err := db.GetOrCreate(bytes.Repeat([]byte("b"), 2*testSegmentSize/3), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Append([]Sample{{big, base, 1}}); err == nil {
+		t.Fatal("Append of a sample whose series record does not fit in the WAL segment succeeded")
+	}
+	if err := db.Flush(); err == nil {
+		t.Fatal("Flush with no room for the next segment succeeded")
+	}
+
+	full.Store(false)
+	if err := appendA(500); err != nil {
+		t.Fatalf("Append once the segment can be created: %v", err)
+	}
+	if err := db.Append([]Sample{{big, base, 2}}); err != nil {
+		t.Fatalf("Append once the segment can be created: %v", err)
+	}
+	db.kill()
+
+	db = openTest(t, dir, nil)
+	defer db.Close()
+	if ts, _ := collect(t, db, a, 0, base+acked); int64(len(ts)) != acked {
+		t.Errorf("after a crash: %d samples of a, %d acknowledged", len(ts), acked)
+	}
+	ref, ok := db.Lookup(bytes.Repeat([]byte("b"), 2*testSegmentSize/3), nil)
+	if !ok {
+		t.Fatal("after a crash: the series with an acknowledged sample is lost")
+	}
+	if _, vs := collect(t, db, ref, 0, base+1); len(vs) != 1 || vs[0] != 2 {
+		t.Errorf("after a crash: the series with an acknowledged sample 2 holds %v", vs)
 	}
 }
