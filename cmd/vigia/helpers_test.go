@@ -172,6 +172,15 @@ var listeningRE = regexp.MustCompile(`msg="(native protocol|http) listening" add
 // start runs the process and waits for its listeners.
 func (s *testServer) start() {
 	s.t.Helper()
+	if err := s.tryStart(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// tryStart runs the process and waits for its listeners. It returns an
+// error, with the run's output, when the process exits first.
+func (s *testServer) tryStart() error {
+	s.t.Helper()
 	s.cmd = serverCommand(s.t, s.dataDir, s.args...)
 	if s.out == nil {
 		s.out = &syncBuffer{}
@@ -203,11 +212,11 @@ func (s *testServer) start() {
 			}
 		}
 		if s.native != "" && (httpOff || s.http != "") {
-			return
+			return nil
 		}
 		select {
 		case <-s.exited:
-			s.t.Fatalf("server exited at start: %v\n%s", s.waitErr, s.log())
+			return fmt.Errorf("server exited at start: %v\n%s", s.waitErr, s.log())
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
