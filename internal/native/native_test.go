@@ -2,10 +2,12 @@ package native
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"os"
@@ -810,4 +812,42 @@ func TestBigQueryNotKept(t *testing.T) {
 		t.Errorf("heap grew %d MiB after %d connections each answered a QUERY of %d windows, and stays so while they idle",
 			grown>>20, conns, n)
 	}
+}
+
+// TestStoreFailuresLoggedOnce: a store that fails every write (a full
+// disk) gets one log line for a burst of failed batches, not one each.
+func TestStoreFailuresLoggedOnce(t *testing.T) {
+	var logs syncBuf
+	ts := startServer(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	failure := errors.New("write wal: no space left on device")
+	ts.w.fail.Store(&failure)
+	const batches = 20
+	for range batches {
+		c := dial(t, ts.addr)
+		if got := c.do("LOG full 1"); got != "500 Internal Server Error" {
+			t.Fatalf("LOG on a failing store: %q", got)
+		}
+		c.expectClosed()
+	}
+	if n := strings.Count(logs.String(), "storing samples failed"); n < 1 || n > 3 {
+		t.Errorf("%d log lines for %d failed batches in a burst, want one (or a few on a slow machine):\n%s", n, batches, logs.String())
+	}
+}
+
+// syncBuf is a bytes.Buffer safe for concurrent writes, for logs.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -140,6 +140,12 @@ type Server struct {
 	refuser   netlimit.Refuser // connections beyond MaxConns
 	newSeries atomic.Int64     // series that connections' batches will create once admitted, counted against MaxSeries
 
+	// Failed store writes since the last line logging them (a full disk
+	// fails every batch: one line a second is enough).
+	failMu                sync.Mutex
+	failAt                time.Time
+	failBatches, failSmps int
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
@@ -294,3 +300,17 @@ func (s *Server) acquire(n int) bool {
 }
 
 func (s *Server) release(n int) { s.inflight.Add(int64(-n)) }
+
+// logStoreFailure logs a store write that failed, at most once a second,
+// with the batches and samples that failed since the last line.
+func (s *Server) logStoreFailure(err error, samples int) {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	s.failBatches++
+	s.failSmps += samples
+	if time.Since(s.failAt) < time.Second {
+		return
+	}
+	s.log.Error("storing samples failed; their LOGs were answered 500", "err", err, "batches", s.failBatches, "samples", s.failSmps)
+	s.failAt, s.failBatches, s.failSmps = time.Now(), 0, 0
+}

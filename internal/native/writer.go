@@ -168,7 +168,7 @@ func (c *conn) commit(buf []byte, batch []tsdb.Sample) ([]byte, bool) {
 		reply = wire.ReplyBusy
 		c.fail()
 	default:
-		s.log.Error("storing samples failed", "err", err, "samples", n)
+		s.logStoreFailure(err, n)
 		reply = wire.ReplyInternal
 		c.fail()
 	}
