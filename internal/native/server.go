@@ -145,6 +145,8 @@ type Server struct {
 	failMu                sync.Mutex
 	failAt                time.Time
 	failBatches, failSmps int
+	failErr               error
+	failTimer             bool // a line is due at the end of the second
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -302,15 +304,36 @@ func (s *Server) acquire(n int) bool {
 func (s *Server) release(n int) { s.inflight.Add(int64(-n)) }
 
 // logStoreFailure logs a store write that failed, at most once a second,
-// with the batches and samples that failed since the last line.
+// with the batches and samples that failed since the last line. Those that
+// fail within the second after a line are logged at its end, whether or
+// not more fail later.
 func (s *Server) logStoreFailure(err error, samples int) {
 	s.failMu.Lock()
 	defer s.failMu.Unlock()
 	s.failBatches++
 	s.failSmps += samples
-	if time.Since(s.failAt) < time.Second {
+	s.failErr = err
+	if wait := time.Second - time.Since(s.failAt); wait > 0 {
+		if !s.failTimer {
+			s.failTimer = true
+			time.AfterFunc(wait, func() {
+				s.failMu.Lock()
+				defer s.failMu.Unlock()
+				s.failTimer = false
+				s.logStoreFailuresLocked()
+			})
+		}
 		return
 	}
-	s.log.Error("storing samples failed; their LOGs were answered 500", "err", err, "batches", s.failBatches, "samples", s.failSmps)
-	s.failAt, s.failBatches, s.failSmps = time.Now(), 0, 0
+	s.logStoreFailuresLocked()
+}
+
+// logStoreFailuresLocked logs the failures counted since the last line, if
+// any. Callers hold failMu.
+func (s *Server) logStoreFailuresLocked() {
+	if s.failBatches == 0 {
+		return
+	}
+	s.log.Error("storing samples failed; their LOGs were answered 500", "err", s.failErr, "batches", s.failBatches, "samples", s.failSmps)
+	s.failAt, s.failBatches, s.failSmps, s.failErr = time.Now(), 0, 0, nil
 }
