@@ -501,3 +501,21 @@ func TestCounterAddIsExactUnderContention(t *testing.T) {
 		t.Errorf("sum of points %v, want %v", sum, workers*per)
 	}
 }
+
+// TestHistogramNonFinite: NaN and infinite observations are left out of
+// every series and counted in Stats().Invalid.
+func TestHistogramNonFinite(t *testing.T) {
+	c, clk := newManualClient(t, nil)
+	h := c.Histogram("lat")
+	h.Observe(2)
+	h.Observe(math.NaN())
+	h.Observe(math.Inf(-1))
+	clk.set(at(10_000))
+	c.collect(true)
+	if got := points(c.Get("lat.count")); len(got) != 1 || got[0].v != 1 {
+		t.Errorf("lat.count %v, want one point of 1", got)
+	}
+	if n := c.Stats().Invalid; n != 2 {
+		t.Errorf("Stats().Invalid = %d, want 2", n)
+	}
+}

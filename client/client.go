@@ -39,7 +39,7 @@ type Client struct {
 
 	backlog *backlog
 	sender  *sender
-	invalid atomic.Uint64 // NaN or infinite updates ignored by meters
+	invalid atomic.Uint64 // NaN or infinite updates ignored by meters and histograms
 
 	closed      atomic.Bool
 	closeOnce   sync.Once
@@ -182,7 +182,7 @@ func (c *Client) GaugeWithMode(name string, mode GaugeMode) *Gauge {
 // names and panics.
 func (c *Client) Histogram(name string) *Histogram {
 	return c.register(name, "histogram", func(full string) entry {
-		h := newHistogram(full, c.opts.Quantiles)
+		h := newHistogram(full, c.opts.Quantiles, &c.invalid)
 		return entry{h, h}
 	}).(*Histogram)
 }
@@ -191,7 +191,7 @@ func (c *Client) Histogram(name string) *Histogram {
 // the series of a Histogram of seconds. See Counter for names and panics.
 func (c *Client) Timer(name string) *Timer {
 	return c.register(name, "timer", func(full string) entry {
-		t := &Timer{h: *newHistogram(full, c.opts.Quantiles)}
+		t := &Timer{h: *newHistogram(full, c.opts.Quantiles, &c.invalid)}
 		return entry{timerMetric{&t.h}, t}
 	}).(*Timer)
 }
@@ -291,7 +291,7 @@ type Stats struct {
 	Delivered uint64 // points acknowledged (Native) or written (Graphite)
 	Rejected  uint64 // points the server refused (400 or 404); not retried
 	Dropped   uint64 // points dropped because the backlog was full
-	Invalid   uint64 // NaN or infinite values: points never held, Meter updates ignored
+	Invalid   uint64 // NaN or infinite values: points never held, Meter updates and observations ignored
 	Failures  uint64 // failed delivery attempts
 	// Unanswered counts the LOG lines written on connections that failed
 	// before their reply arrived. They are sent again; those the server

@@ -32,8 +32,9 @@ type Histogram struct {
 	quantiles []float64
 	names     []string // count, sum, min, max, then one per quantile
 
-	hc    hotCold
-	cells [2]histCell
+	hc      hotCold
+	cells   [2]histCell
+	invalid *atomic.Uint64 // the Client's count of ignored values
 }
 
 const (
@@ -111,9 +112,11 @@ func (s *sketch) add(a float64) {
 	o[sub].Add(1)
 }
 
-// Observe records v.
+// Observe records v. NaN and infinite values are ignored and counted in
+// Stats.Invalid.
 func (h *Histogram) Observe(v float64) {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
+		h.invalid.Add(1)
 		return
 	}
 	c := &h.cells[h.hc.start()]
@@ -233,8 +236,8 @@ func (t *Timer) Time(f func()) {
 	f()
 }
 
-func newHistogram(name string, quantiles []float64) *Histogram {
-	h := &Histogram{name: name, quantiles: quantiles}
+func newHistogram(name string, quantiles []float64, invalid *atomic.Uint64) *Histogram {
+	h := &Histogram{name: name, quantiles: quantiles, invalid: invalid}
 	h.names = []string{name + ".count", name + ".sum", name + ".min", name + ".max"}
 	for _, q := range quantiles {
 		h.names = append(h.names, name+"."+quantileSuffix(q))
