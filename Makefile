@@ -110,7 +110,7 @@ down:
 	  if $(RUNS_BIN); then \
 	    kill -TERM $$pid; for i in $$(seq $$(($(STOP_TIMEOUT) * 10))); do $(RUNS_BIN) || break; sleep 0.1; done; \
 	    if $(RUNS_BIN); then \
-	      echo "$$f: pid $$pid still runs $(STOP_TIMEOUT) s after SIGTERM; make down again, or kill it"; rc=1; continue; fi; \
+	      echo "$$f: pid $$pid still runs $(STOP_TIMEOUT) s after SIGTERM; make down again to end it at once (a server replays what it acknowledged from its WAL at the next start)"; rc=1; continue; fi; \
 	    echo "stopped $$f ($$pid)"; \
 	  fi; rm -f $$f; \
 	done; exit $$rc
