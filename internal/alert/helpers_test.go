@@ -105,7 +105,7 @@ func decodeEvent(t testing.TB, b []byte) eventJSON {
 }
 
 // drain returns the events waiting on ch without blocking.
-func drain(ch <-chan []byte) [][]byte {
+func drain(ch <-chan [][]byte) [][]byte {
 	var out [][]byte
 	for {
 		select {
@@ -113,7 +113,7 @@ func drain(ch <-chan []byte) [][]byte {
 			if !ok {
 				return out
 			}
-			out = append(out, b)
+			out = append(out, b...)
 		default:
 			return out
 		}

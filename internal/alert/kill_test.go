@@ -88,7 +88,7 @@ func TestKilledProcessKeepsAlerts(t *testing.T) {
 	m.Observe([]tsdb.Sample{sample(1, time.Now().UnixMilli(), 99)})
 	select {
 	case b := <-events:
-		if e := decodeEvent(t, b); e.ID != id || e.State != "firing" || e.Value != 99 {
+		if e := decodeEvent(t, b[0]); len(b) != 1 || e.ID != id || e.State != "firing" || e.Value != 99 {
 			t.Fatalf("event after restart: %+v", e)
 		}
 	case <-time.After(P + time.Second): // one interval, plus slack for a loaded machine

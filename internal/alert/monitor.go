@@ -67,8 +67,9 @@ type Options struct {
 	// delivering queued webhooks. Default 5s.
 	DrainTimeout time.Duration
 
-	// SubscriberBuffer is how many events wait per subscriber; when full,
-	// new events for it are dropped and counted. Default 256.
+	// SubscriberBuffer is how many checks' notifications wait per
+	// subscriber; when full, a new check's are dropped and counted.
+	// Default 256.
 	SubscriberBuffer int
 
 	// HistoryLimit and HistoryMaxAge bound the notification history: the

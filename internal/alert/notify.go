@@ -6,18 +6,19 @@ import (
 
 // subscriber is one Subscribe call.
 type subscriber struct {
-	ch chan []byte
+	ch chan [][]byte
 }
 
-// Subscribe returns a channel that receives the JSON object of every
-// notification (an alert firing, still firing or resolved; see
-// docs/alerts.md) and a cancel function that ends the subscription and
-// closes the channel. Each received slice is shared with other receivers
-// and must not be modified. A subscriber that falls Options.SubscriberBuffer
-// events behind loses the newest ones (counted in Stats.SubscriberDrops);
-// it never slows the monitor. The channel is also closed when Run returns.
-func (m *Monitor) Subscribe() (events <-chan []byte, cancel func()) {
-	s := &subscriber{ch: make(chan []byte, m.opts.SubscriberBuffer)}
+// Subscribe returns a channel that receives, for every check that
+// notifies, the JSON objects of its notifications (an alert firing, still
+// firing or resolved; see docs/alerts.md), and a cancel function that ends
+// the subscription and closes the channel. What is received is shared with
+// other receivers and must not be modified. A subscriber that falls
+// Options.SubscriberBuffer checks behind loses the newest ones (their
+// notifications counted in Stats.SubscriberDrops); it never slows the
+// monitor. The channel is also closed when Run returns.
+func (m *Monitor) Subscribe() (events <-chan [][]byte, cancel func()) {
+	s := &subscriber{ch: make(chan [][]byte, m.opts.SubscriberBuffer)}
 	m.subMu.Lock()
 	if m.subClosed {
 		close(s.ch)
@@ -64,15 +65,17 @@ func (m *Monitor) notify(events []*event) {
 		}
 	}
 
+	raws := make([][]byte, len(events))
+	for i, e := range events {
+		raws[i] = e.raw
+	}
 	var dropped uint64
 	m.subMu.RLock()
 	for s := range m.subs {
-		for _, e := range events {
-			select {
-			case s.ch <- e.raw:
-			default:
-				dropped++
-			}
+		select {
+		case s.ch <- raws: // a check's notifications take one place, however many
+		default:
+			dropped += uint64(len(raws))
 		}
 	}
 	m.subMu.RUnlock()

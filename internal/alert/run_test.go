@@ -117,10 +117,12 @@ func TestEachSampleInExactlyOneCheck(t *testing.T) {
 	)
 	go func() {
 		defer close(consumed)
-		for b := range events {
-			e := decodeEvent(t, b)
-			counted[e.Metric] += e.Value
-			checks++
+		for batch := range events {
+			for _, b := range batch {
+				e := decodeEvent(t, b)
+				counted[e.Metric] += e.Value
+				checks++
+			}
 		}
 	}()
 

@@ -247,3 +247,24 @@ func TestBadWebhookURL(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscriberBigCheck: a check with more notifications than
+// SubscriberBuffer reaches a subscriber that reads, all of them: a check
+// takes one place in its buffer.
+func TestSubscriberBigCheck(t *testing.T) {
+	st := newFakeStore("x")
+	m := newTestMonitor(t, st, Options{SubscriberBuffer: 4})
+	const rules = 300
+	for i := range rules {
+		if _, err := m.AddRule("x", query.Last, 1, float64(i), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events, cancel := m.Subscribe()
+	defer cancel()
+	m.Observe([]tsdb.Sample{sample(1, 1000, rules)})
+	m.check()
+	if got := len(drain(events)); got != rules || m.Stats().SubscriberDrops != 0 {
+		t.Fatalf("subscriber got %d of %d notifications of one check, %d dropped", got, rules, m.Stats().SubscriberDrops)
+	}
+}

@@ -74,8 +74,8 @@ type conn struct {
 type unit struct {
 	out       []byte
 	batch     []tsdb.Sample
-	events    <-chan []byte // SUBSCRIBE: push these from now on
-	committed chan struct{} // closed once batch is committed or given up
+	events    <-chan [][]byte // SUBSCRIBE: push these from now on, a check's notifications at a time
+	committed chan struct{}   // closed once batch is committed or given up
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -400,7 +400,7 @@ func (c *conn) submit() {
 
 // submitUnit queues the pending replies and batch (and a subscription's
 // events) for the writer, and takes fresh buffers.
-func (c *conn) submitUnit(events <-chan []byte) {
+func (c *conn) submitUnit(events <-chan [][]byte) {
 	u := c.getUnit()
 	u.out, c.out = c.out, u.out[:0]
 	u.batch, c.batch = c.batch, u.batch[:0]

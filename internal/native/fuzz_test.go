@@ -26,7 +26,7 @@ func FuzzConn(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	ts := startServer(f, Options{Alerts: &fakeAlerts{events: make(chan []byte)}})
+	ts := startServer(f, Options{Alerts: &fakeAlerts{events: make(chan [][]byte)}})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c, err := net.Dial("tcp", ts.addr)
 		if err != nil {

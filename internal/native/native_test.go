@@ -46,7 +46,7 @@ func (w *countingWriter) Write(s []tsdb.Sample) error {
 
 // fakeAlerts is an Alerts whose Subscribe channel the test feeds.
 type fakeAlerts struct {
-	events chan []byte
+	events chan [][]byte
 }
 
 func (a *fakeAlerts) AddRule(metric string, op query.Op, secs int64, limit float64, cmp string) (int64, error) {
@@ -54,7 +54,7 @@ func (a *fakeAlerts) AddRule(metric string, op query.Op, secs int64, limit float
 }
 func (a *fakeAlerts) ListJSON() ([]byte, error) { return []byte("[]"), nil }
 func (a *fakeAlerts) DeleteRule(id int64) error { return nil }
-func (a *fakeAlerts) Subscribe() (<-chan []byte, func()) {
+func (a *fakeAlerts) Subscribe() (<-chan [][]byte, func()) {
 	return a.events, func() {}
 }
 
@@ -585,7 +585,7 @@ func TestEmptyLine(t *testing.T) {
 // TestSubscribe checks that pushed ALERT lines never split a reply and
 // that the connection still answers requests.
 func TestSubscribe(t *testing.T) {
-	al := &fakeAlerts{events: make(chan []byte, 100)}
+	al := &fakeAlerts{events: make(chan [][]byte, 100)}
 	ts := startServer(t, Options{Alerts: al})
 	c := dial(t, ts.addr)
 	if got := c.do("SUBSCRIBE"); got != "200 Subscribed" {
@@ -593,7 +593,7 @@ func TestSubscribe(t *testing.T) {
 	}
 	go func() {
 		for i := range 50 {
-			al.events <- fmt.Appendf(nil, `{"id":%d}`, i)
+			al.events <- [][]byte{fmt.Appendf(nil, `{"id":%d}`, i)}
 		}
 	}()
 	c.sendAsync(strings.Repeat("PING\n", 50))

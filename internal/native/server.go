@@ -40,7 +40,7 @@ type Alerts interface {
 	AddRule(metric string, op query.Op, secs int64, limit float64, cmp string) (int64, error)
 	ListJSON() ([]byte, error)
 	DeleteRule(id int64) error
-	Subscribe() (<-chan []byte, func())
+	Subscribe() (<-chan [][]byte, func())
 }
 
 // Options configures a Server. Store and Writer are required; a zero field

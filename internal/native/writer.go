@@ -19,7 +19,7 @@ func (c *conn) writer() {
 	defer close(c.werrDone)
 	var (
 		buf    []byte
-		events <-chan []byte
+		events <-chan [][]byte
 		failed bool // a batch was refused or a write failed: answer and commit nothing more
 	)
 	flush := func() {
@@ -53,12 +53,14 @@ func (c *conn) writer() {
 			}
 			select {
 			case u = <-c.queue:
-			case ev, ok := <-events:
+			case evs, ok := <-events:
 				if !ok {
 					events = nil
 					continue
 				}
-				buf = append(append(append(buf, "ALERT "...), ev...), '\n')
+				for _, ev := range evs {
+					buf = append(append(append(buf, "ALERT "...), ev...), '\n')
+				}
 				continue
 			}
 		}
