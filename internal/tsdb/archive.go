@@ -310,7 +310,7 @@ func (db *DB) archiveDays(drop []*part, cutoff [numKinds]int64) ([]*part, error)
 		for _, k := range kinds {
 			pk := partKey{k, floorDiv(day*dayMillis, kindBucket[k])}
 			id := db.allocID()
-			w, err := createPart(db.partPath(k, pk.bucket, id))
+			w, err := createPart(db.partPath(k, pk.bucket, id), partBuf)
 			if err != nil {
 				abort()
 				dropOut()

@@ -445,3 +445,34 @@ func BenchmarkMerge(b *testing.B) {
 	}
 	b.ReportMetric(float64(merging.Nanoseconds())/float64(b.N*nseries*npoints*nparts), "ns/sample")
 }
+
+// BenchmarkFlushBackfill flushes a head holding a year of hourly samples
+// of 100 series (a backfill): one part per day, 365 written at once.
+func BenchmarkFlushBackfill(b *testing.B) {
+	const nseries, days = 100, 365
+	b.ReportAllocs()
+	o := testOpts()
+	o.RawRetention = 10 * 365 * 24 * time.Hour
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		db := openTest(b, b.TempDir(), o)
+		start := time.Now().Add(-days * 24 * time.Hour).UnixMilli()
+		var ss []Sample
+		for s := range nseries {
+			ref, _ := db.GetOrCreate([]byte(fmt.Sprintf("backfill.s%03d", s)), nil)
+			for h := range days * 24 {
+				ss = append(ss, Sample{ref, start + int64(h)*3600_000, float64(h % 100)})
+			}
+		}
+		if err := db.Append(ss); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := db.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		db.Close()
+		b.StartTimer()
+	}
+}

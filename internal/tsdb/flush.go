@@ -298,7 +298,11 @@ func (db *DB) writeFrozen(frozen []*memSeries, pace *pacer) ([]*part, error) {
 			return w, nil
 		}
 		id := db.allocID()
-		w, err := createPart(db.partPath(k.kind, k.bucket, id))
+		size := partBuf
+		if len(writers) >= 8 {
+			size = partBufSmall
+		}
+		w, err := createPart(db.partPath(k.kind, k.bucket, id), size)
 		if err != nil {
 			return nil, err
 		}

@@ -132,7 +132,7 @@ func FuzzBlockDecode(f *testing.F) {
 // FuzzPartIndex fuzzes the part index decoder.
 func FuzzPartIndex(f *testing.F) {
 	dir := f.TempDir()
-	w, err := createPart(dir + "/x.part")
+	w, err := createPart(dir+"/x.part", partBuf)
 	if err != nil {
 		f.Fatal(err)
 	}

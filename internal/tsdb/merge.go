@@ -133,7 +133,7 @@ func (db *DB) mergeOnce() (bool, error) {
 func (db *DB) mergeParts(in []*part, pace *pacer) (*part, error) {
 	k := partKey{in[0].kind, in[0].bucket}
 	id := db.allocID()
-	w, err := createPart(db.partPath(k.kind, k.bucket, id))
+	w, err := createPart(db.partPath(k.kind, k.bucket, id), partBuf)
 	if err != nil {
 		return nil, err
 	}

@@ -219,7 +219,17 @@ type partWriter struct {
 	samples   int64
 }
 
-func createPart(path string) (*partWriter, error) {
+// partBuf is the write buffer of a part; a flush that writes many parts at
+// once (samples of many days: a backfill) gives the parts after its first
+// few partBufSmall instead, so that a year of days does not take 100 MB.
+const (
+	partBuf      = 256 << 10
+	partBufSmall = 16 << 10
+)
+
+// createPart starts writing a part at path, with a write buffer of bufSize
+// bytes.
+func createPart(path string, bufSize int) (*partWriter, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create partition dir: %w", err)
 	}
@@ -228,7 +238,7 @@ func createPart(path string) (*partWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create part: %w", err)
 	}
-	w := &partWriter{path: path, tmp: tmp, f: f, bw: bufio.NewWriterSize(f, 256<<10)}
+	w := &partWriter{path: path, tmp: tmp, f: f, bw: bufio.NewWriterSize(f, bufSize)}
 	w.bw.WriteString(partMagic)
 	w.off = uint64(len(partMagic))
 	return w, nil
