@@ -385,20 +385,31 @@ func TestExtensions(t *testing.T) {
 }
 
 // TestHalfClose: a last request without its "\n", followed by the
-// client's half-close, is answered, then the server closes.
+// client's half-close, may be a line cut short ("LOG half 2" of "LOG half
+// 25"): it is answered with a 400 and not executed, then the server
+// closes. The requests before it are executed.
 func TestHalfClose(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, t.TempDir(), "--http-addr", "off")
 	c := s.dial()
 	c.send("LOG half 1\nLOG half 2")
 	c.nc.(*net.TCPConn).CloseWrite()
-	for range 2 {
-		if got := c.mustRead("LOG before the half-close"); got != wantInserted+"\n" {
-			t.Errorf("LOG before the half-close: %q", got)
-		}
+	if got := c.mustRead("LOG before the half-close"); got != wantInserted+"\n" {
+		t.Errorf("LOG before the half-close: %q", got)
+	}
+	if got := c.mustRead("the request cut by the half-close"); got != "400 Bad Request -- the connection ended inside a request (no newline): not executed\n" {
+		t.Errorf("the request cut by the half-close: %q", got)
 	}
 	c.expectClosed("after the half-close")
-	s.dial().expect("QUERY half SUM 100000", "200 [3.0]")
+	s.dial().expect("QUERY half SUM 100000", "200 [1.0]")
+	// Blanks after the last newline are no request.
+	c = s.dial()
+	c.send("LOG half 1\n  \t")
+	c.nc.(*net.TCPConn).CloseWrite()
+	if got := c.mustRead("LOG before the blanks"); got != wantInserted+"\n" {
+		t.Errorf("LOG before the blanks: %q", got)
+	}
+	c.expectClosed("after the blanks")
 }
 
 // TestExtremeTimes logs at the first and the last millisecond the protocol

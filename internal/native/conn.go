@@ -136,6 +136,12 @@ func (c *conn) readLoop() error {
 				return herr
 			}
 		}
+		if err == errUnterminated {
+			c.submitBatch()
+			c.s.stats.bad.Add(1)
+			c.out = append(c.out, wire.ReplyUnterminated...)
+			return io.EOF
+		}
 		if err != nil {
 			return err
 		}
@@ -195,16 +201,17 @@ func (c *conn) next() ([]byte, error) {
 		return c.trim(line[:len(line)-1])
 	case err == bufio.ErrBufferFull:
 		return nil, c.tooLong(line)
-	case err == io.EOF && len(line) > 0:
-		// A last request without its newline is still a request.
-		l, terr := c.trim(line)
-		if terr != nil {
-			return nil, terr
-		}
-		return l, io.EOF
+	case err == io.EOF && len(bytes.TrimSpace(line)) > 0:
+		// A last request without its newline may be a line cut short by
+		// a client that stopped in the middle of a write ("LOG t 12" of
+		// "LOG t 123.5"): it is answered, not executed.
+		return nil, errUnterminated
 	}
 	return nil, err
 }
+
+// errUnterminated ends a connection whose last request had no newline.
+var errUnterminated = errors.New("request without its newline at the end of the connection")
 
 // trim drops a '\r' ending and enforces the line limit.
 func (c *conn) trim(line []byte) ([]byte, error) {

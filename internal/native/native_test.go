@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigia-mon/vigia/internal/native/wire"
 	"github.com/vigia-mon/vigia/internal/netlimit"
 	"github.com/vigia-mon/vigia/internal/query"
 	"github.com/vigia-mon/vigia/internal/tsdb"
@@ -560,18 +561,27 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
+// TestLastLineWithoutNewline: a request the client's close cuts before its
+// newline may be a line cut short: it is answered with a 400 and not
+// executed.
 func TestLastLineWithoutNewline(t *testing.T) {
 	ts := startServer(t, Options{})
 	c := dial(t, ts.addr)
-	c.send("LOG a 1\r\nPING")
+	c.send("LOG a 1\r\nLOG a 2")
 	c.conn.(*net.TCPConn).CloseWrite()
 	if got := c.line(); got != "201 Metric Inserted\n" {
 		t.Fatal(got)
 	}
-	if got := c.line(); got != "200 PONG\n" {
+	if got := c.line(); got != string(wire.ReplyUnterminated) {
 		t.Fatal(got)
 	}
 	c.expectClosed()
+	if got := dial(t, ts.addr).do("QUERY a COUNT 100000"); got != "200 [1]" {
+		t.Errorf("after a cut LOG: %s, want only the first sample", got)
+	}
+	if st := ts.srv.Stats(); st.BadRequests != 1 {
+		t.Errorf("BadRequests %d, want 1", st.BadRequests)
+	}
 }
 
 func TestEmptyLine(t *testing.T) {

@@ -34,6 +34,10 @@ var (
 	ReplyAlertNotFound   = []byte("404 Alert Not Found\n")
 	ReplyBusy            = []byte("503 The server is busy, try again later\n")
 	ReplyInternal        = []byte("500 Internal Server Error\n")
+	// ReplyUnterminated answers a last request that the client's close
+	// ended before its newline: it may be a line cut short, so it is not
+	// executed.
+	ReplyUnterminated = []byte("400 Bad Request -- the connection ended inside a request (no newline): not executed\n")
 
 	replyUnknown = []byte("400 Bad Request -- Available commands: ['LOG', 'QUERY', 'NEW-ALERT', " +
 		"'HELP', 'PING', 'ALERTS', 'DELETE-ALERT', 'SUBSCRIBE', 'METRICS']\n")
