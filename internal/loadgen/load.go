@@ -271,10 +271,10 @@ func (c *loadClient) run(ctx context.Context) {
 			if c.session(ctx, nc) {
 				backoff = 0
 			}
-		} else if ctx.Err() == nil {
+		} else if !runOver(ctx) {
 			c.ctr.errors.Add(1)
 		}
-		if ctx.Err() != nil {
+		if runOver(ctx) {
 			return
 		}
 		backoff = min(max(2*backoff, minBackoff), maxBackoff)
@@ -291,6 +291,16 @@ func (c *loadClient) run(ctx context.Context) {
 		}
 		t.Stop()
 	}
+}
+
+// runOver reports whether the run has ended: ctx is done, or its deadline
+// passed, which ends a dial at once, before ctx itself says so.
+func runOver(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // pendingBatch is a burst of n requests of the schedule, from request k
@@ -441,10 +451,11 @@ func (c *loadClient) write(ctx context.Context, nc net.Conn, fifo chan<- pending
 			return
 		case <-t.C:
 		}
-		now := time.Now()
-		if dl, ok := ctx.Deadline(); ok && !now.Before(dl) {
-			return // the run is over, whether or not ctx says so yet
+		if runOver(ctx) {
+			c.stopped = time.Now()
+			return
 		}
+		now := time.Now()
 		due := int64(now.Sub(c.start).Seconds()*rate) + 1 - c.k
 		if due > 0 {
 			room := int64(c.o.Window) - outstanding.Load()
