@@ -8,8 +8,10 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vigia-mon/vigia/internal/httpjson"
 	"github.com/vigia-mon/vigia/internal/query"
@@ -106,8 +108,18 @@ func (m *Monitor) serveDelete(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// bodyTimeout bounds the reading of a request's body, so that a client
+// sending it slowly cannot hold one of the server's HTTP connections.
+var bodyTimeout = 10 * time.Second
+
 func (m *Monitor) serveCreate(w http.ResponseWriter, r *http.Request) {
+	// Not every ResponseWriter can (a test's recorder): then unbounded.
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		httpjson.Error(w, http.StatusRequestTimeout, fmt.Sprintf("the request body did not arrive within %v", bodyTimeout))
+		return
+	}
 	if err != nil {
 		httpjson.Error(w, http.StatusBadRequest, "read body: "+err.Error())
 		return

@@ -1,9 +1,11 @@
 package alert
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -203,4 +205,30 @@ func FuzzParseRuleRequest(f *testing.F) {
 			t.Fatalf("round trip of %s: %+v, %v", b, again, err)
 		}
 	})
+}
+
+// TestHTTPSlowBody: a POST whose body does not arrive in time gets a 408
+// instead of holding its connection.
+func TestHTTPSlowBody(t *testing.T) {
+	old := bodyTimeout
+	bodyTimeout = 200 * time.Millisecond
+	defer func() { bodyTimeout = old }()
+	m := newTestMonitor(t, newFakeStore("cpu"), Options{})
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	nc, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	io.WriteString(nc, "POST /api/v1/alerts HTTP/1.1\r\nHost: vigia\r\nContent-Length: 100\r\n\r\n{\"metric\":")
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatalf("no reply to a stalled body: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "did not arrive") {
+		t.Errorf("stalled body: %s %s", resp.Status, b)
+	}
 }
