@@ -148,7 +148,7 @@ func TestToolFlagErrors(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"load", "--rate", "inf"}, {"load", "--rate", "0"}, {"load", "--rate", "NaN"},
-		{"bench", "--paced-fraction", "0"}, {"bench", "--paced-fraction", "-0.5"}, {"bench", "--paced-rate", "-1"},
+		{"bench", "--seed", "0"}, {"bench", "--paced-fraction", "0"}, {"bench", "--paced-fraction", "-0.5"}, {"bench", "--paced-rate", "-1"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			t.Parallel()
