@@ -364,7 +364,19 @@ func TestQueuedBatchesShareACommit(t *testing.T) {
 	w.db = ts.db
 	c := dial(t, ts.addr)
 	c.send("LOG j 1 1650931201\n")
-	waitInflight(t, ts.srv, 1) // the writer holds it, in Write
+	// The writer holds it, in Write: not only in flight, which the reader
+	// counts before the writer takes it (and could join it with the next).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		w.mu.Lock()
+		entered := len(w.sizes) > 0
+		w.mu.Unlock()
+		if entered {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first LOG never reached Write")
+		}
+	}
 	c.send("LOG j 2 1650931202\nLOG j 3 1650931203\n")
 	waitInflight(t, ts.srv, 3) // queued
 	c.send("LOG j 4 1650931204\n")
