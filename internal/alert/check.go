@@ -52,17 +52,7 @@ func (m *Monitor) check() {
 		m.mergeTs, m.mergeVs = nil, nil // as recycle: a burst must not pin its memory
 	}
 	sort.Slice(events, func(i, j int) bool { return events[i].ID < events[j].ID })
-	for _, e := range events {
-		e.raw, _ = marshal(e) // cannot fail: jsonFloat handles every value
-	}
-	if err := m.persist(changed, events, now); err != nil {
-		m.stats.persistErrors.Add(1)
-		m.log.Error("cannot store alert states and history; notifications still go out", "err", err)
-	}
-	m.notifyMu.Lock()
-	m.mu.Unlock()
-	m.notify(events)
-	m.notifyMu.Unlock()
+	m.publishUnlock(changed, events, now)
 	m.stats.checks.Add(1)
 	m.stats.lastCheckNs.Store(int64(time.Since(start)))
 	if d := m.droppedSamples.Load(); d > m.droppedLogged {
@@ -127,6 +117,23 @@ func (m *Monitor) samplesOf(w *watched, ix *index) ([]int64, []float64) {
 	}
 	m.mergeTs, m.mergeVs = ts, vs
 	return ts, vs
+}
+
+// publishUnlock stores the rules that changed and the history of events,
+// lets go of mu and sends the events. Receivers get the events of
+// successive calls in the order the calls took mu. Called with m.mu held.
+func (m *Monitor) publishUnlock(changed []*rule, events []*event, now int64) {
+	for _, e := range events {
+		e.raw, _ = marshal(e) // cannot fail: jsonFloat handles every value
+	}
+	if err := m.persist(changed, events, now); err != nil {
+		m.stats.persistErrors.Add(1)
+		m.log.Error("cannot store alert states and history; notifications still go out", "err", err)
+	}
+	m.notifyMu.Lock()
+	m.mu.Unlock()
+	m.notify(events)
+	m.notifyMu.Unlock()
 }
 
 // evaluate aggregates one rule's samples as QUERY would (windows of secs

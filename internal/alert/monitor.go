@@ -341,24 +341,15 @@ func (m *Monitor) DeleteRule(id int64) error {
 		}
 	}
 	m.log.Info("alert deleted", "alert_id", id, "alert", r.name())
-	var events []*event
-	if r.st == stateFiring {
-		// Receivers that track firing alerts (a webhook's, a pager) learn
-		// that this one is over, as they would at its resolution.
-		now := m.now()
-		r.st, r.since = stateResolved, now
-		e := r.event(now, r.lastValue, r.lastWin, 0)
-		e.raw, _ = marshal(e) // cannot fail: jsonFloat handles every value
-		events = append(events, e)
-		if err := m.persist(nil, events, now); err != nil {
-			m.stats.persistErrors.Add(1)
-			m.log.Error("cannot store alert history; notifications still go out", "err", err)
-		}
+	if r.st != stateFiring {
+		m.mu.Unlock()
+		return nil
 	}
-	m.notifyMu.Lock()
-	m.mu.Unlock()
-	m.notify(events)
-	m.notifyMu.Unlock()
+	// Receivers that track firing alerts (a webhook's, a pager) learn that
+	// this one is over, as they would at its resolution.
+	now := m.now()
+	r.st, r.since = stateResolved, now
+	m.publishUnlock(nil, []*event{r.event(now, r.lastValue, r.lastWin, 0)}, now)
 	return nil
 }
 
