@@ -400,8 +400,10 @@ func TestLoadStopsOnSilentServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// About 100 due in the second: 50 sent (the window), the rest skipped.
-	if tot.Sent != 50 || tot.Lost != 50 || tot.Sent+tot.Skipped < 95 || tot.Sent+tot.Skipped > 110 {
+	// About 100 due in the second: 50 sent (the window), the rest skipped;
+	// a few more on a machine slow to see the cancel, but not the 300 of
+	// counting the 2 s wait for the last replies.
+	if tot.Sent != 50 || tot.Lost != 50 || tot.Sent+tot.Skipped < 95 || tot.Sent+tot.Skipped > 150 {
 		t.Errorf("totals %+v: want 50 sent and lost, about 100 sent or skipped\n%s", tot, out.String())
 	}
 }
