@@ -5,7 +5,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/vigia-mon/vigia/internal/query"
 	"github.com/vigia-mon/vigia/internal/tsdb"
 )
 
@@ -158,9 +157,7 @@ func (m *Monitor) evaluate(r *rule, ts []int64, vs []float64, now int64) *event 
 			worst = p
 		}
 	}
-	if cap(points) > maxSpare {
-		m.win = query.Windows{} // as recycle: a burst must not pin its memory
-	}
+	w.Reset() // a burst's windows are not kept until the next check
 	r.lastCheck, r.hasValue, r.lastValue, r.lastWin, r.breaching = now, true, worst.Value, worst.Start, crossing
 
 	notify := false

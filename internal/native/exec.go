@@ -56,11 +56,7 @@ func (c *conn) query() error {
 	c.out = append(c.out, "200 "...)
 	c.out = query.AppendPoints(c.out, r.Op, pts)
 	c.out = append(c.out, '\n')
-	if len(pts) > 1<<16 {
-		// Let go of a big result rather than keep it while the
-		// connection idles: every open connection may ask for one.
-		c.qx = query.Executor{}
-	}
+	c.qx.Release() // not kept while the connection idles
 	return nil
 }
 

@@ -39,7 +39,8 @@ type Spec struct {
 }
 
 // Executor runs queries, reusing its buffers. The zero value is ready; an
-// Executor is not safe for concurrent use.
+// Executor is not safe for concurrent use. Call Release once done with a
+// result, so that a big one's memory is not kept until the next Run.
 type Executor struct {
 	win  Windows
 	aggs []tsdb.Aggregate
@@ -59,9 +60,6 @@ func (e *Executor) Run(st Store, q Spec) ([]Point, error) {
 	}
 	w := &e.win
 	w.Reset()
-	if cap(w.points) > 1<<16 {
-		w.points = nil // a big result is not kept between queries
-	}
 	w.Op, w.Step = q.Op, q.Step
 	if q.HasFrom {
 		w.Start, w.HasStart = q.From, true
@@ -138,11 +136,15 @@ func (e *Executor) addArchived(st Store, refs []tsdb.SeriesRef, res time.Duratio
 	for _, a := range e.aggs {
 		e.win.AddAggregate(a.T, a.Count, a.Sum, a.Min, a.Max, a.Last)
 	}
-	if cap(e.aggs) > 1<<16 {
+	if cap(e.aggs) > maxKept {
 		e.aggs = nil
 	}
 	return nil
 }
+
+// Release ends the use of the last result, letting go of its memory if it
+// was big.
+func (e *Executor) Release() { e.win.Reset() }
 
 // ScanMerged calls fn with the samples of every ref in [mint, maxt) in
 // time order; samples with equal times keep the order of refs. One series

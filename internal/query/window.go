@@ -199,8 +199,17 @@ func (w *Windows) Result() []Point {
 	return w.points
 }
 
-// Reset empties w for reuse with the same or new settings.
+// maxKept is the most points, or aggregates, a Windows or Executor keeps
+// room for between uses: a big result's memory is let go, not held by
+// every reused value that once made one.
+const maxKept = 1 << 16
+
+// Reset empties w for reuse with the same or new settings, letting go of
+// the room of a big result.
 func (w *Windows) Reset() {
+	if cap(w.points) > maxKept {
+		w.points = nil
+	}
 	w.points = w.points[:0]
 	w.n = 0
 	w.HasStart = false
