@@ -180,26 +180,34 @@ func pow4(n int) []int64 {
 	return s
 }
 
-// While flushes cannot keep up, the head stops growing at 4 x FlushSamples:
-// Append waits for room, then reports ErrOverloaded; once a flush runs it
-// succeeds again.
-func TestHeadIsBounded(t *testing.T) {
+// smallHead opens a store that flushes every 100 samples, whose Appends
+// wait at most wait for room once its head holds 4 x 100, and returns it
+// with batch, which makes the i-th batch of 100 samples of one series.
+func smallHead(t *testing.T, wait time.Duration) (db *DB, batch func(i int) []Sample) {
+	t.Helper()
 	old := headRoomWait
-	headRoomWait = 50 * time.Millisecond
-	defer func() { headRoomWait = old }()
+	headRoomWait = wait
+	t.Cleanup(func() { headRoomWait = old })
 	o := testOpts()
 	o.FlushSamples = 100
-	db := openTest(t, t.TempDir(), o)
-	defer db.Close()
+	db = openTest(t, t.TempDir(), o)
+	t.Cleanup(func() { db.Close() })
 	ref, _ := db.GetOrCreate([]byte("m"), nil)
 	base := time.Now().UnixMilli()
-	batch := func(i int) []Sample {
+	return db, func(i int) []Sample {
 		ss := make([]Sample, 100)
 		for k := range ss {
 			ss[k] = Sample{ref, base + int64(i*100+k), 1}
 		}
 		return ss
 	}
+}
+
+// While flushes cannot keep up, the head stops growing at 4 x FlushSamples:
+// Append waits for room, then reports ErrOverloaded; once a flush runs it
+// succeeds again.
+func TestHeadIsBounded(t *testing.T) {
+	db, batch := smallHead(t, 50*time.Millisecond)
 	db.flushMu.Lock() // a flush that does not finish
 	var err error
 	i := 0
@@ -214,7 +222,7 @@ func TestHeadIsBounded(t *testing.T) {
 		t.Errorf("head grew to %d samples", h)
 	}
 	db.flushMu.Unlock()
-	headRoomWait = old // time for the flush to write its part
+	headRoomWait = 5 * time.Second // time for the flush to write its part
 	if err := db.Append(batch(i)); err != nil {
 		t.Fatalf("append once flushes run again: %v", err)
 	}
@@ -226,24 +234,12 @@ func TestHeadIsBounded(t *testing.T) {
 // froze the head, and put the head back when it failed: every attempt let
 // one more batch in, and the head grew without bound.
 func TestHeadIsBoundedWhileFlushesFail(t *testing.T) {
-	old := headRoomWait
-	headRoomWait = 200 * time.Millisecond
-	defer func() { headRoomWait = old }()
 	testHookBeforeManifest = func() error { return errors.New("disk on fire") }
-	defer func() { testHookBeforeManifest = nil }()
-	o := testOpts()
-	o.FlushSamples = 100
-	db := openTest(t, t.TempDir(), o)
-	defer db.Close()
-	ref, _ := db.GetOrCreate([]byte("m"), nil)
-	base := time.Now().UnixMilli()
+	t.Cleanup(func() { testHookBeforeManifest = nil }) // after the store closes
+	db, batch := smallHead(t, 200*time.Millisecond)
 	var err error
 	for i := 0; i < 20 && err == nil; i++ {
-		ss := make([]Sample, 100)
-		for k := range ss {
-			ss[k] = Sample{ref, base + int64(i*100+k), 1}
-		}
-		err = db.Append(ss)
+		err = db.Append(batch(i))
 	}
 	if !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("append while every flush fails: %v", err)
@@ -683,25 +679,13 @@ func TestManifestDirSyncFails(t *testing.T) {
 // TestFailingFlushesPause: while every flush fails, the background flush
 // pauses between attempts instead of retrying at every commit.
 func TestFailingFlushesPause(t *testing.T) {
-	old := headRoomWait
-	headRoomWait = 50 * time.Millisecond
-	defer func() { headRoomWait = old }()
 	var attempts atomic.Int64
 	testHookBeforeManifest = func() error { attempts.Add(1); return errors.New("disk on fire") }
-	defer func() { testHookBeforeManifest = nil }()
-	o := testOpts()
-	o.FlushSamples = 100
-	db := openTest(t, t.TempDir(), o)
-	defer db.Close()
-	ref, _ := db.GetOrCreate([]byte("m"), nil)
-	base := time.Now().UnixMilli()
+	t.Cleanup(func() { testHookBeforeManifest = nil }) // after the store closes
+	db, batch := smallHead(t, 50*time.Millisecond)
 	start := time.Now()
 	for i := 0; time.Since(start) < 900*time.Millisecond; i++ {
-		ss := make([]Sample, 50)
-		for k := range ss {
-			ss[k] = Sample{ref, base + int64(i*50+k), 1}
-		}
-		db.Append(ss) // ErrOverloaded once the head is full
+		db.Append(batch(i)) // ErrOverloaded once the head is full
 		time.Sleep(5 * time.Millisecond)
 	}
 	if n := attempts.Load(); n > 2 {
@@ -719,19 +703,9 @@ func TestFailedFlushIsRetried(t *testing.T) {
 		}
 		return nil
 	}
-	defer func() { testHookBeforeManifest = nil }()
-	o := testOpts()
-	o.FlushSamples = 100
-	o.FlushInterval = time.Hour
-	db := openTest(t, t.TempDir(), o)
-	defer db.Close()
-	ref, _ := db.GetOrCreate([]byte("m"), nil)
-	base := time.Now().UnixMilli()
-	ss := make([]Sample, 150)
-	for i := range ss {
-		ss[i] = Sample{ref, base + int64(i), 1}
-	}
-	if err := db.Append(ss); err != nil { // the head is full: a flush starts
+	t.Cleanup(func() { testHookBeforeManifest = nil }) // after the store closes
+	db, batch := smallHead(t, 5*time.Second)
+	if err := db.Append(batch(0)); err != nil { // the head is full: a flush starts
 		t.Fatal(err)
 	}
 	if !waitFor(func() bool { return db.Stats().Flushes == 1 }) {
