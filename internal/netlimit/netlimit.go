@@ -56,9 +56,6 @@ func (r *Refuser) Refuse(nc net.Conn) {
 	}()
 }
 
-// Refusing returns how many connections are being refused gracefully.
-func (r *Refuser) Refusing() int64 { return r.busy.Load() }
-
 // Listener is a net.Listener whose Accept returns at most Max connections
 // open at once; the connections beyond are refused with Reply and not
 // returned. A returned connection counts until its first Close.
