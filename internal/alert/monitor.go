@@ -59,8 +59,10 @@ type Options struct {
 	// 408 or 429) is retried, with exponential backoff from 500ms to 30s.
 	// Default 5; negative means no retry.
 	WebhookRetries int
-	// WebhookQueue is how many payloads wait per webhook; when full the
-	// oldest is dropped and counted. Default 64.
+	// WebhookQueue is how many notifications wait per webhook while its
+	// receiver is slow or down: the latest of each alert (a newer one
+	// replaces the one waiting). Beyond it the oldest are dropped and
+	// counted. Default 100,000, the default MaxRules.
 	WebhookQueue int
 
 	// DrainTimeout bounds how long Run, once its context is done, keeps
@@ -156,8 +158,8 @@ type Stats struct {
 	PendingSamples    int64         // samples waiting for the next check
 	DroppedSamples    uint64        // samples dropped because MaxPending was reached
 	SubscriberDrops   uint64        // events dropped because a subscriber was slow
-	WebhookDrops      uint64        // payloads dropped because a webhook queue was full
-	WebhookFailures   uint64        // payloads given up after their retries
+	WebhookDrops      uint64        // notifications dropped because a webhook queue was full
+	WebhookFailures   uint64        // payloads that failed after their retries or were rejected
 	WebhookSent       uint64        // payloads delivered
 	CorruptRecords    uint64        // stored records that failed their checksum
 	PersistenceErrors uint64        // failed writes of states and history
@@ -188,7 +190,7 @@ func New(opts Options) (*Monitor, error) {
 		opts.WebhookRetries = 0
 	}
 	if opts.WebhookQueue <= 0 {
-		opts.WebhookQueue = 64
+		opts.WebhookQueue = 100_000
 	}
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 5 * time.Second

@@ -84,11 +84,7 @@ func (m *Monitor) notify(events []*event) {
 		m.log.Warn("alert subscribers too slow; events dropped", "dropped", dropped)
 	}
 
-	if len(m.hooks) > 0 {
-		for _, p := range m.payloads(events) {
-			for _, h := range m.hooks {
-				h.enqueue(p)
-			}
-		}
+	for _, h := range m.hooks {
+		h.enqueue(events)
 	}
 }

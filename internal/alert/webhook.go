@@ -9,8 +9,10 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,33 +53,28 @@ type amAlert struct {
 	Fingerprint  string            `json:"fingerprint"`
 }
 
-// payloads turns a check's events into webhook bodies.
-func (m *Monitor) payloads(events []*event) [][]byte {
-	var out [][]byte
-	for i := 0; i < len(events); i += maxAlertsPerPost {
-		chunk := events[i:min(i+maxAlertsPerPost, len(events))]
-		msg := amMessage{
-			Version: "4", GroupKey: "{}:{}", Status: "resolved", Receiver: m.opts.Receiver,
-			GroupLabels: map[string]string{}, ExternalURL: m.opts.ExternalURL,
-			Alerts: make([]amAlert, 0, len(chunk)),
-		}
-		for _, e := range chunk {
-			a := m.amAlert(e)
-			if a.Status == "firing" {
-				msg.Status = "firing"
-			}
-			msg.Alerts = append(msg.Alerts, a)
-		}
-		msg.CommonLabels = common(msg.Alerts, func(a *amAlert) map[string]string { return a.Labels })
-		msg.CommonAnnotations = common(msg.Alerts, func(a *amAlert) map[string]string { return a.Annotations })
-		b, err := marshal(&msg)
-		if err != nil { // cannot happen: only strings and times
-			m.log.Error("encode webhook payload", "err", err)
-			continue
-		}
-		out = append(out, b)
+// payload encodes up to maxAlertsPerPost notifications as one webhook body.
+func (m *Monitor) payload(events []*event) []byte {
+	msg := amMessage{
+		Version: "4", GroupKey: "{}:{}", Status: "resolved", Receiver: m.opts.Receiver,
+		GroupLabels: map[string]string{}, ExternalURL: m.opts.ExternalURL,
+		Alerts: make([]amAlert, 0, len(events)),
 	}
-	return out
+	for _, e := range events {
+		a := m.amAlert(e)
+		if a.Status == "firing" {
+			msg.Status = "firing"
+		}
+		msg.Alerts = append(msg.Alerts, a)
+	}
+	msg.CommonLabels = common(msg.Alerts, func(a *amAlert) map[string]string { return a.Labels })
+	msg.CommonAnnotations = common(msg.Alerts, func(a *amAlert) map[string]string { return a.Annotations })
+	b, err := marshal(&msg)
+	if err != nil { // only a time past year 9999 (a clock gone wrong) fails
+		m.log.Error("encode webhook payload", "err", err)
+		return nil
+	}
+	return b
 }
 
 func (m *Monitor) amAlert(e *event) amAlert {
@@ -157,79 +154,178 @@ func common(alerts []amAlert, get func(*amAlert) map[string]string) map[string]s
 
 // webhook is one configured URL with its own queue and sender goroutine,
 // so a slow or dead receiver delays nothing but its own deliveries.
+//
+// The queue holds notifications, not payloads: the latest of each alert,
+// in the order the alerts first arrived. A newer notification of an alert
+// replaces the one waiting, so while a receiver is slow or down the next
+// payload carries each alert's current state, and a resolution is never
+// lost behind later checks' payloads. Alerts of a payload that failed after
+// its retries wait again, unless a newer notification replaced them (as
+// Alertmanager keeps a resolved alert until its notification succeeds).
 type webhook struct {
 	url    string
 	logURL string // without credentials or query, for the log
-	q      chan []byte
 	client *http.Client
+	limit  int // notifications that may wait; beyond it the oldest are dropped
+
+	mu      sync.Mutex
+	pending []*event      // at most one per alert
+	at      map[int64]int // alert id -> index in pending
+	wake    chan struct{} // signalled when pending becomes non-empty
 
 	dropped, failed, sent atomic.Uint64
 }
 
-func newWebhook(u string, queue int) *webhook {
+func newWebhook(u string, limit int) *webhook {
 	logURL := u
 	if pu, err := url.Parse(u); err == nil {
 		pu.User, pu.RawQuery, pu.Fragment = nil, "", ""
 		logURL = pu.String()
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	return &webhook{url: u, logURL: logURL, q: make(chan []byte, queue), client: &http.Client{Transport: t}}
-}
-
-// enqueue queues p without ever waiting: when the queue is full the
-// oldest payload is dropped, since the newest says most about now.
-func (h *webhook) enqueue(p []byte) {
-	for {
-		select {
-		case h.q <- p:
-			return
-		default:
-		}
-		select {
-		case <-h.q:
-			h.dropped.Add(1)
-		default:
-		}
+	return &webhook{
+		url: u, logURL: logURL, client: &http.Client{Transport: t}, limit: limit,
+		at: make(map[int64]int), wake: make(chan struct{}, 1),
 	}
 }
 
-// sendLoop delivers queued payloads until stop is closed, then what is
-// still queued until ctx is done.
+// enqueue adds a check's notifications without ever waiting.
+func (h *webhook) enqueue(events []*event) {
+	h.mu.Lock()
+	for _, e := range events {
+		if i, ok := h.at[e.ID]; ok {
+			h.pending[i] = e
+			continue
+		}
+		h.at[e.ID] = len(h.pending)
+		h.pending = append(h.pending, e)
+	}
+	h.trimLocked()
+	h.mu.Unlock()
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// requeue puts the notifications of a failed payload back in front of
+// those that arrived since, except the alerts that have a newer one.
+func (h *webhook) requeue(events []*event) {
+	h.mu.Lock()
+	var back []*event
+	for _, e := range events {
+		if _, ok := h.at[e.ID]; !ok {
+			back = append(back, e)
+		}
+	}
+	h.pending = append(back, h.pending...)
+	h.trimLocked()
+	h.mu.Unlock()
+}
+
+// trimLocked drops the oldest notifications beyond the limit and indexes
+// the rest.
+func (h *webhook) trimLocked() {
+	over := len(h.pending) - h.limit
+	if over <= 0 && len(h.at) == len(h.pending) {
+		return
+	}
+	if over > 0 {
+		h.dropped.Add(uint64(over))
+		h.pending = slices.Delete(h.pending, 0, over)
+	}
+	clear(h.at)
+	for i, e := range h.pending {
+		h.at[e.ID] = i
+	}
+}
+
+// take empties the queue and returns what it held.
+func (h *webhook) take() []*event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	evs := h.pending
+	h.pending = nil
+	clear(h.at)
+	return evs
+}
+
+// sendLoop delivers queued notifications until stop is closed, then what
+// is still queued until ctx is done. After a payload failed its retries,
+// it waits as long as its last retry did before it sends again.
 func (m *Monitor) sendLoop(ctx context.Context, h *webhook, stop <-chan struct{}) {
+	pause := min(m.backoff0<<m.opts.WebhookRetries, maxBackoff)
 	for {
 		select {
-		case p := <-h.q:
-			m.deliver(ctx, h, p)
-			continue
+		case <-h.wake:
 		case <-stop:
-		}
-		for {
-			select {
-			case p := <-h.q:
-				if ctx.Err() != nil {
-					h.failed.Add(1)
-					continue
+			for {
+				evs := h.take()
+				if len(evs) == 0 {
+					return
 				}
-				m.deliver(ctx, h, p)
-			default:
-				return
+				m.sendAll(ctx, h, evs, false)
 			}
 		}
+		if m.sendAll(ctx, h, h.take(), true) {
+			continue
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-stop:
+			t.Stop()
+		}
+		select {
+		case h.wake <- struct{}{}:
+		default:
+		}
 	}
+}
+
+// sendAll posts events in payloads of up to maxAlertsPerPost alerts. When
+// one fails after its retries, it stops and, if requeue, puts that
+// payload's alerts and the rest back in the queue. It reports whether all
+// were sent or given up for good.
+func (m *Monitor) sendAll(ctx context.Context, h *webhook, events []*event, requeue bool) bool {
+	for i := 0; i < len(events); i += maxAlertsPerPost {
+		chunk := events[i:min(i+maxAlertsPerPost, len(events))]
+		if ctx.Err() != nil {
+			h.failed.Add(1)
+			continue
+		}
+		p := m.payload(chunk)
+		if p == nil {
+			h.failed.Add(1)
+			continue
+		}
+		if !m.deliver(ctx, h, p) && requeue {
+			h.requeue(events[i:])
+			return false
+		}
+	}
+	return true
 }
 
 // deliver posts p, retrying network errors, 5xx, 408 and 429 with
-// exponential backoff and jitter, as Alertmanager does.
-func (m *Monitor) deliver(ctx context.Context, h *webhook, p []byte) {
+// exponential backoff and jitter, as Alertmanager does. It reports false
+// when p failed in a way a later attempt may fix; a payload the receiver
+// rejected (another 4xx) is given up and logged.
+func (m *Monitor) deliver(ctx context.Context, h *webhook, p []byte) bool {
 	var err error
 	for attempt := 0; ; attempt++ {
 		var retry bool
 		retry, err = m.post(ctx, h, p)
 		if err == nil {
 			h.sent.Add(1)
-			return
+			return true
 		}
-		if !retry || attempt >= m.opts.WebhookRetries || ctx.Err() != nil {
+		if !retry {
+			h.failed.Add(1)
+			m.log.Warn("alert webhook rejected a payload; dropped", "url", h.logURL, "err", err)
+			return true
+		}
+		if attempt >= m.opts.WebhookRetries || ctx.Err() != nil {
 			break
 		}
 		d := min(m.backoff0<<attempt, maxBackoff)
@@ -243,7 +339,8 @@ func (m *Monitor) deliver(ctx context.Context, h *webhook, p []byte) {
 		}
 	}
 	h.failed.Add(1)
-	m.log.Warn("alert webhook delivery failed; payload dropped", "url", h.logURL, "err", err)
+	m.log.Warn("alert webhook delivery failed; its alerts wait for the next attempt", "url", h.logURL, "err", err)
+	return false
 }
 
 func (m *Monitor) post(ctx context.Context, h *webhook, p []byte) (retry bool, err error) {

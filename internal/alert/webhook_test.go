@@ -3,11 +3,14 @@ package alert
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,13 +209,95 @@ func TestBadWebhooksDelayNothing(t *testing.T) {
 	}
 }
 
-func TestWebhookQueueDropsOldest(t *testing.T) {
-	h := newWebhook("http://127.0.0.1:1", 2)
-	for _, p := range []string{"a", "b", "c", "d"} {
-		h.enqueue([]byte(p))
+// TestWebhookQueue: a queue keeps the latest notification of each alert in
+// the order the alerts first came, drops the oldest beyond its limit, and
+// puts a failed payload's alerts back in front unless a newer notification
+// replaced them.
+func TestWebhookQueue(t *testing.T) {
+	ev := func(id int64, state string) *event { return &event{ID: id, State: state} }
+	str := func(evs []*event) string {
+		var b strings.Builder
+		for _, e := range evs {
+			fmt.Fprintf(&b, "%d%s ", e.ID, e.State[:1])
+		}
+		return b.String()
 	}
-	if got := string(<-h.q) + string(<-h.q); got != "cd" || h.dropped.Load() != 2 {
-		t.Fatalf("queue kept %q, dropped %d; want the newest two", got, h.dropped.Load())
+	h := newWebhook("http://127.0.0.1:1", 3)
+	h.enqueue([]*event{ev(1, "firing"), ev(2, "firing")})
+	h.enqueue([]*event{ev(1, "resolved"), ev(3, "firing")})
+	if got := str(h.take()); got != "1r 2f 3f " {
+		t.Fatalf("queue held %q, want 1r 2f 3f", got)
+	}
+	if got := str(h.take()); got != "" {
+		t.Fatalf("a second take got %q", got)
+	}
+
+	h.enqueue([]*event{ev(4, "firing"), ev(5, "firing"), ev(6, "firing"), ev(7, "firing")})
+	if got := str(h.take()); got != "5f 6f 7f " || h.dropped.Load() != 1 {
+		t.Fatalf("over the limit: %q, %d dropped; want 5f 6f 7f and 1", got, h.dropped.Load())
+	}
+
+	failed := []*event{ev(1, "resolved"), ev(2, "firing")}
+	h.enqueue([]*event{ev(2, "resolved")})
+	h.requeue(failed)
+	if got := str(h.take()); got != "1r 2r " {
+		t.Fatalf("after a failed payload: %q, want 1r 2r (alert 2's newer notification kept)", got)
+	}
+}
+
+// TestWebhookOutageKeepsResolution: a receiver that is down while an alert
+// fires and resolves learns the resolution when it comes back, although
+// every payload sent while it was down failed its retries.
+func TestWebhookOutageKeepsResolution(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	var mu sync.Mutex
+	var got []amWebhook
+	rc := newReceiver(t, func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		var msg amWebhook
+		if err := json.NewDecoder(r.Body).Decode(&msg); err != nil {
+			t.Errorf("payload: %v", err)
+		}
+		mu.Lock()
+		got = append(got, msg)
+		mu.Unlock()
+	})
+	st := newFakeStore("lat")
+	m := newTestMonitor(t, st, Options{Interval: 50 * time.Millisecond, Webhooks: []string{rc.URL}, WebhookRetries: 1})
+	m.backoff0 = 5 * time.Millisecond
+	m.AddRule("lat", query.Max, 1, 100, ">")
+	events, cancel := m.Subscribe()
+	defer cancel()
+	runMonitor(t, m)
+
+	m.Observe([]tsdb.Sample{sample(1, 1000, 500)})
+	waitFor(t, 10*time.Second, "a failed firing payload", func() bool { return m.Stats().WebhookFailures > 0 })
+	m.Observe([]tsdb.Sample{sample(1, 2000, 5)})
+	waitFor(t, 10*time.Second, "the resolution", func() bool {
+		for _, e := range drain(events) {
+			if strings.Contains(string(e), `"state":"resolved"`) {
+				return true
+			}
+		}
+		return false
+	})
+	failures := m.Stats().WebhookFailures
+	waitFor(t, 10*time.Second, "a failed payload after the resolution", func() bool { return m.Stats().WebhookFailures > failures })
+	down.Store(false)
+
+	waitFor(t, 10*time.Second, "the resolution at the receiver", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) > 0 && got[len(got)-1].Alerts[0].Status == "resolved"
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if n := len(got[len(got)-1].Alerts); n != 1 {
+		t.Errorf("the last payload has %d alerts, want the one alert once", n)
 	}
 }
 

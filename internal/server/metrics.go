@@ -79,7 +79,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	m("vigia_alert_notifications_total", "Alert notifications (firing or resolved).", counter, float64(as.Notifications))
 	m("vigia_alert_dropped_samples_total", "Samples the monitor dropped past its pending bound.", counter, float64(as.DroppedSamples))
 	m("vigia_alert_webhook_sent_total", "Webhook payloads delivered.", counter, float64(as.WebhookSent))
-	m("vigia_alert_webhook_failures_total", "Webhook payloads given up after retries.", counter, float64(as.WebhookFailures))
-	m("vigia_alert_webhook_drops_total", "Webhook payloads dropped from a full queue.", counter, float64(as.WebhookDrops))
+	m("vigia_alert_webhook_failures_total", "Webhook payloads that failed after their retries (their alerts are sent again) or were rejected.", counter, float64(as.WebhookFailures))
+	m("vigia_alert_webhook_drops_total", "Alert notifications dropped from a full webhook queue.", counter, float64(as.WebhookDrops))
 	m("vigia_alert_subscriber_drops_total", "Events dropped for slow SUBSCRIBE connections.", counter, float64(as.SubscriberDrops))
 }
