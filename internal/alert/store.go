@@ -3,6 +3,7 @@ package alert
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"go.etcd.io/bbolt"
@@ -27,6 +28,26 @@ func histKey(ms int64, seq uint64) []byte {
 }
 
 func histKeyTime(k []byte) int64 { return int64(binary.BigEndian.Uint64(k)) }
+
+// decodeRule decodes the rule stored under key k in the alert_rules bucket.
+func decodeRule(k, v []byte) (*rule, error) {
+	js, ok := unseal(v)
+	if !ok {
+		return nil, errors.New("checksum mismatch")
+	}
+	var rec ruleRecord
+	if err := json.Unmarshal(js, &rec); err != nil {
+		return nil, err
+	}
+	r, err := ruleFromRecord(rec)
+	if err != nil {
+		return nil, err
+	}
+	if len(k) != 8 || binary.BigEndian.Uint64(k) != uint64(r.id) {
+		return nil, fmt.Errorf("key %x does not match id %d", k, r.id)
+	}
+	return r, nil
+}
 
 func putRule(b *bbolt.Bucket, r *rule) error {
 	js, err := json.Marshal(r.record())
@@ -58,18 +79,8 @@ func (m *Monitor) load() error {
 	var loaded []*rule
 	err = m.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketRules).ForEach(func(k, v []byte) error {
-			js, ok := unseal(v)
-			var rec ruleRecord
-			if ok {
-				ok = json.Unmarshal(js, &rec) == nil
-			}
-			var r *rule
-			var err error
-			if ok {
-				r, err = ruleFromRecord(rec)
-				ok = err == nil && len(k) == 8 && binary.BigEndian.Uint64(k) == uint64(r.id)
-			}
-			if !ok {
+			r, err := decodeRule(k, v)
+			if err != nil {
 				m.stats.corrupt.Add(1)
 				m.log.Error("alert rule record is damaged; skipped", "key", fmt.Sprintf("%x", k), "err", err)
 				return nil
