@@ -2,6 +2,7 @@ package alert
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,7 +32,7 @@ const (
 //
 //	GET    /api/v1/alerts                 JSON array of alerts (as ListJSON)
 //	GET    /api/v1/alerts/{id}            one alert
-//	GET    /api/v1/alerts/history?from=&to=&id=&limit=
+//	GET    /api/v1/alerts/history?from=&to=&id=&limit=&before=
 //	                                      notifications, newest first
 //	POST   /api/v1/alerts                 {"metric","op","secs","limit","cmp"}
 //	DELETE /api/v1/alerts/{id}
@@ -228,10 +229,21 @@ func (m *Monitor) serveHistory(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = min(n, maxHistoryLimit)
 	}
-	b, err := m.history(from, to, id, limit)
+	var before []byte
+	if s := q.Get("before"); s != "" {
+		if before, err = hex.DecodeString(s); err != nil || len(before) != 16 {
+			httpjson.Error(w, http.StatusBadRequest, `before must be the value a Link: rel="next" header gave`)
+			return
+		}
+	}
+	b, next, err := m.history(from, to, id, limit, before)
 	if err != nil {
 		httpjson.Error(w, http.StatusInternalServerError, err.Error())
 		return
+	}
+	if next != nil {
+		q.Set("before", hex.EncodeToString(next))
+		w.Header().Set("Link", "<"+r.URL.Path+"?"+q.Encode()+`>; rel="next"`)
 	}
 	writeJSON(w, http.StatusOK, b)
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigia-mon/vigia/internal/query"
 	"github.com/vigia-mon/vigia/internal/tsdb"
 )
 
@@ -230,5 +231,86 @@ func TestHTTPSlowBody(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "did not arrive") {
 		t.Errorf("stalled body: %s %s", resp.Status, b)
+	}
+}
+
+// TestHistoryPages: the notifications of one check share a time, so `to`
+// cannot page through them; the Link: rel="next" header can, and paging
+// through it returns every notification exactly once, newest first.
+func TestHistoryPages(t *testing.T) {
+	st := newFakeStore("cpu")
+	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	m := newTestMonitor(t, st, Options{Now: func() time.Time { return now }})
+	const rules = 25
+	for i := range rules {
+		if _, err := m.AddRule("cpu", query.Max, 1, float64(i), ">"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Observe([]tsdb.Sample{sample(1, 1000, 100)})
+	m.check()
+	now = now.Add(time.Minute)
+	m.Observe([]tsdb.Sample{sample(1, 2000, 100)})
+	m.check()
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+
+	for _, tc := range []struct {
+		query string
+		want  int
+	}{{"?limit=10", 2 * rules}, {"?limit=7&id=3", 2}, {"?limit=1&id=3", 2}, {"?limit=50", 2 * rules}} {
+		var got []eventJSON
+		pages := 0
+		for next := srv.URL + "/api/v1/alerts/history" + tc.query; next != ""; pages++ {
+			if pages > 2*rules {
+				t.Fatalf("%s: no end to the pages", tc.query)
+			}
+			resp, err := http.Get(next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var page []eventJSON
+			decodeJSON(t, b, &page)
+			if resp.StatusCode != 200 || len(page) == 0 {
+				t.Fatalf("%s page %d: %d %s", tc.query, pages, resp.StatusCode, b)
+			}
+			got = append(got, page...)
+			next = ""
+			if l := resp.Header.Get("Link"); l != "" {
+				path, ok := strings.CutSuffix(strings.TrimPrefix(l, "<"), `>; rel="next"`)
+				if !ok {
+					t.Fatalf("Link %q", l)
+				}
+				next = srv.URL + path
+			}
+		}
+		if len(got) != tc.want {
+			t.Fatalf("%s: %d notifications over %d pages, want %d", tc.query, len(got), pages, tc.want)
+		}
+		type key struct {
+			id   int64
+			time string
+		}
+		seen := map[key]bool{}
+		for i, e := range got {
+			key := key{e.ID, e.Time}
+			if seen[key] {
+				t.Fatalf("%s: notification of alert %d at %s twice", tc.query, e.ID, e.Time)
+			}
+			seen[key] = true
+			if i > 0 && e.Time > got[i-1].Time {
+				t.Fatalf("%s: not newest first at %d", tc.query, i)
+			}
+		}
+	}
+	resp, err := http.Get(srv.URL + "/api/v1/alerts/history?before=xyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("a bad before: %d, want 400", resp.StatusCode)
 	}
 }

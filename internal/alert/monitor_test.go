@@ -291,7 +291,7 @@ func TestPersistence(t *testing.T) {
 	m.Observe([]tsdb.Sample{sample(2, 1000, 95)})
 	m.check()
 	before := list(t, m)
-	hist, _ := m.history(0, math.MaxInt64, 0, 100)
+	hist, _, _ := m.history(0, math.MaxInt64, 0, 100, nil)
 	db.Close()
 
 	db = openDB(t, path)
@@ -311,7 +311,7 @@ func TestPersistence(t *testing.T) {
 	if after[1].State != "firing" || *after[1].LastValue != 95 {
 		t.Errorf("firing state lost: %+v", after[1])
 	}
-	hist2, _ := m2.history(0, math.MaxInt64, 0, 100)
+	hist2, _, _ := m2.history(0, math.MaxInt64, 0, 100, nil)
 	if !bytes.Equal(hist, hist2) || bytes.Count(hist2, []byte(`"state":"firing"`)) != 1 {
 		t.Errorf("history changed across restart:\n%s\n%s", hist, hist2)
 	}
@@ -362,7 +362,7 @@ func TestHistoryBounded(t *testing.T) {
 		m.check()
 	}
 	var got []eventJSON
-	b, _ := m.history(0, math.MaxInt64, id, 100)
+	b, _, _ := m.history(0, math.MaxInt64, id, 100, nil)
 	decodeJSON(t, b, &got)
 	if len(got) != 5 || got[0].Time != fmtTime(now.UnixMilli()) {
 		t.Fatalf("history kept %d entries, newest %v; want the 5 newest", len(got), got)
@@ -371,7 +371,7 @@ func TestHistoryBounded(t *testing.T) {
 	now = now.Add(2 * time.Hour)
 	m.Observe([]tsdb.Sample{sample(1, 99_000, 1)})
 	m.check()
-	b, _ = m.history(0, math.MaxInt64, 0, 100)
+	b, _, _ = m.history(0, math.MaxInt64, 0, 100, nil)
 	decodeJSON(t, b, &got)
 	if len(got) != 1 {
 		t.Fatalf("after max age: %d entries, want 1", len(got))
@@ -379,7 +379,7 @@ func TestHistoryBounded(t *testing.T) {
 	// Checks that notify nothing prune too, once the oldest entry is due.
 	now = now.Add(2 * time.Hour)
 	m.check()
-	b, _ = m.history(0, math.MaxInt64, 0, 100)
+	b, _, _ = m.history(0, math.MaxInt64, 0, 100, nil)
 	decodeJSON(t, b, &got)
 	if len(got) != 0 {
 		t.Fatalf("after max age, with no notification: %d entries, want 0", len(got))
@@ -450,7 +450,7 @@ func TestDamagedHistoryRecord(t *testing.T) {
 		return bk.Put(append([]byte(nil), k...), v)
 	})
 	for range 3 {
-		hist, err := m.history(0, math.MaxInt64, 0, 100)
+		hist, _, err := m.history(0, math.MaxInt64, 0, 100, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -500,7 +500,7 @@ func TestDeleteFiringResolves(t *testing.T) {
 	if e := decodeEvent(t, got[0]); e.ID != firing || e.State != "resolved" || e.Value != 95 {
 		t.Errorf("resolution on delete: %+v", e)
 	}
-	hist, _ := m.history(0, math.MaxInt64, firing, 100)
+	hist, _, _ := m.history(0, math.MaxInt64, firing, 100, nil)
 	if !bytes.Contains(hist, []byte(`"state":"resolved"`)) {
 		t.Errorf("history after deleting a firing alert: %s", hist)
 	}

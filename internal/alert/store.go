@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -162,23 +163,30 @@ func (m *Monitor) historyExpired(oldest int64) bool {
 }
 
 // history returns the JSON array of stored notifications with from <= time
-// < to (unix ms; math.MaxInt64 for no bound), of alert id when id > 0,
-// newest first, at most limit of them.
-func (m *Monitor) history(from, to, id int64, limit int) ([]byte, error) {
-	out := []byte{'['}
+// < to (unix ms; math.MaxInt64 for no bound) and, when before is not nil,
+// stored before the entry whose key it is; of alert id when id > 0; newest
+// first, at most limit of them. When more match, next is the key to pass
+// as before for the following page.
+func (m *Monitor) history(from, to, id int64, limit int, before []byte) (out, next []byte, err error) {
+	out = []byte{'['}
 	n := 0
-	err := m.db.View(func(tx *bbolt.Tx) error {
+	var last []byte // the key of the last entry in out
+	err = m.db.View(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketHistory).Cursor()
 		if to <= 0 {
 			return nil // entries are notifications, all after 1970
 		}
+		start := histKey(to, 0)
+		if before != nil && bytes.Compare(before, start) < 0 {
+			start = before
+		}
 		var k, v []byte
-		if k, _ = c.Seek(histKey(to, 0)); k == nil {
+		if k, _ = c.Seek(start); k == nil {
 			k, v = c.Last()
 		} else {
-			k, v = c.Prev() // the newest entry before to
+			k, v = c.Prev() // the newest entry before start
 		}
-		for ; k != nil && n < limit; k, v = c.Prev() {
+		for ; k != nil; k, v = c.Prev() {
 			t := histKeyTime(k)
 			if t < from {
 				break
@@ -200,16 +208,21 @@ func (m *Monitor) history(from, to, id int64, limit int) ([]byte, error) {
 					continue
 				}
 			}
+			if n == limit {
+				next = bytes.Clone(last)
+				break
+			}
 			if n > 0 {
 				out = append(out, ',')
 			}
 			out = append(out, js...)
+			last = k
 			n++
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return append(out, ']'), nil
+	return append(out, ']'), next, nil
 }
