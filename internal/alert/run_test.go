@@ -21,9 +21,12 @@ import (
 // integer k, k increasing, with exactly the overlapped ticks skipped. Only
 // the start lateness (actual start - scheduled time) depends on the
 // machine: it is timer wake-up latency, a few ms normally, but this runs
-// with -race on 2 shared cores, so the tolerance is 60 ms. That is well
-// under the 150 ms a drifting loop adds on its first slow tick, and it is
-// asserted on every tick, so accumulated drift cannot hide in it.
+// with -race on 2 shared cores, often busy with other tests, so the
+// tolerance is 120 ms, and a third of the ticks may miss it. That is under
+// the 150 ms a drifting loop adds on its first slow tick and every tick
+// after, so accumulated drift cannot hide in it. A machine slow enough to make a 150 ms check overrun
+// too is allowed for: the expected overruns are counted from the checks'
+// actual end times.
 func TestScheduleDoesNotDrift(t *testing.T) {
 	const (
 		P         = 200 * time.Millisecond
@@ -31,7 +34,7 @@ func TestScheduleDoesNotDrift(t *testing.T) {
 		overrun   = 450 * time.Millisecond
 		overrunAt = 4 // tick index whose check overruns
 		ticks     = 11
-		tolerance = 60 * time.Millisecond
+		tolerance = 120 * time.Millisecond
 	)
 	m := newTestMonitor(t, newFakeStore(), Options{Interval: P})
 	type tick struct{ due, start, end time.Time }
@@ -70,6 +73,7 @@ func TestScheduleDoesNotDrift(t *testing.T) {
 
 	t0 := got[0].due
 	prevK := int64(-1)
+	overruns, lateTicks := 0, 0
 	for i, tk := range got {
 		off := tk.due.Sub(t0)
 		if off%P != 0 {
@@ -81,17 +85,27 @@ func TestScheduleDoesNotDrift(t *testing.T) {
 			// The previous check overran: the next tick is the first
 			// after it ended, not one it overlapped (no pile-up).
 			wantK = int64(got[i-1].end.Sub(t0)/P) + 1
+			overruns++
 		}
 		if k != wantK {
 			t.Fatalf("tick %d: k = %d, want %d (previous ended at t0+%v)", i, k, wantK, got[i-1].end.Sub(t0))
 		}
-		if late := tk.start.Sub(tk.due); late < 0 || late > tolerance {
-			t.Errorf("tick %d (k=%d) started %v after its scheduled time; tolerance %v", i, k, late, tolerance)
+		if late := tk.start.Sub(tk.due); late < 0 {
+			t.Errorf("tick %d (k=%d) started %v before its scheduled time", i, k, -late)
+		} else if late > tolerance {
+			t.Logf("tick %d (k=%d) started %v after its scheduled time; tolerance %v", i, k, late, tolerance)
+			lateTicks++
 		}
 		prevK = k
 	}
-	if s := m.Stats(); s.Overruns != 1 || s.SkippedTicks < 2 {
-		t.Errorf("stats: %d overruns, %d skipped ticks; want 1 and >= 2", s.Overruns, s.SkippedTicks)
+	if lateTicks > len(got)/3 {
+		t.Errorf("%d of %d ticks started late", lateTicks, len(got))
+	}
+	if last := got[len(got)-1]; last.end.After(t0.Add(time.Duration(prevK+1) * P)) {
+		overruns++ // the last check, ended after Run was cancelled
+	}
+	if s := m.Stats(); s.Overruns != uint64(overruns) || overruns < 1 || s.SkippedTicks < 2 {
+		t.Errorf("stats: %d overruns, %d skipped ticks; want %d (at least 1) and >= 2", s.Overruns, s.SkippedTicks, overruns)
 	}
 	if last := got[len(got)-1]; int64(last.due.Sub(t0)/P) < ticks+1 {
 		t.Errorf("last tick k=%d: the overrun skipped no tick", last.due.Sub(t0)/P)
