@@ -3,6 +3,8 @@ package query
 import (
 	"cmp"
 	"errors"
+	"iter"
+	"math"
 	"slices"
 	"time"
 
@@ -147,9 +149,12 @@ func (e *Executor) addArchived(st Store, refs []tsdb.SeriesRef, res time.Duratio
 func (e *Executor) Release() { e.win.Reset() }
 
 // ScanMerged calls fn with the samples of every ref in [mint, maxt) in
-// time order; samples with equal times keep the order of refs. One series
-// streams in chunks; several (a name with several label sets) are merged
-// in memory and passed in one call. fn returning false stops.
+// time order; samples with equal times keep the order of refs. fn returning
+// false stops. One series streams in the store's chunks. Several (a name
+// with several label sets) are merged in memory when they hold at most
+// mergeBudget samples in range; beyond, up to maxStreamed of them are
+// merged as they stream, each holding one open scan, so that a long range
+// does not take memory in proportion to its samples.
 func ScanMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool) error {
 	if mint >= maxt {
 		return nil
@@ -157,16 +162,23 @@ func ScanMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64, fn func(ts []
 	if len(refs) == 1 {
 		return st.Scan(refs[0], mint, maxt, fn)
 	}
+	budget := mergeBudget
+	if len(refs) > maxStreamed {
+		budget = math.MaxInt // more open scans would take more memory than the samples
+	}
 	var ts []int64
 	var vs []float64
 	for _, ref := range refs {
 		err := st.Scan(ref, mint, maxt, func(t []int64, v []float64) bool {
 			ts = append(ts, t...)
 			vs = append(vs, v...)
-			return true
+			return len(ts) <= budget
 		})
 		if err != nil {
 			return err
+		}
+		if len(ts) > budget {
+			return streamMerged(st, refs, mint, maxt, fn)
 		}
 	}
 	idx := make([]int32, len(ts))
@@ -179,5 +191,108 @@ func ScanMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64, fn func(ts []
 		st2[i], sv2[i] = ts[j], vs[j]
 	}
 	fn(st2, sv2)
+	return nil
+}
+
+// mergeBudget is the most samples ScanMerged merges in memory (36 bytes
+// each); maxStreamed is the most series it merges as they stream (each
+// open scan holds a decoded block of up to 8192 samples, a few hundred KB).
+const (
+	mergeBudget = 1 << 18
+	maxStreamed = 256
+)
+
+// cursor is one series' scan, paused between its chunks.
+type cursor struct {
+	next   func() ([]int64, []float64, bool)
+	err    error
+	ts     []int64
+	vs     []float64
+	i, ord int // position in ts; order of the series among refs
+}
+
+// advance moves to the next sample, reading the next chunk when the
+// current one is used up, and reports whether there is one.
+func (c *cursor) advance() bool {
+	c.i++
+	for c.i >= len(c.ts) {
+		var ok bool
+		if c.ts, c.vs, ok = c.next(); !ok {
+			return false
+		}
+		c.i = 0
+	}
+	return true
+}
+
+func (c *cursor) before(d *cursor) bool {
+	a, b := c.ts[c.i], d.ts[d.i]
+	return a < b || a == b && c.ord < d.ord
+}
+
+// streamMerged merges the scans of refs through a heap of cursors, passing
+// fn chunks of up to 8192 samples.
+func streamMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool) error {
+	var h []*cursor
+	var stops []func()
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	for i, ref := range refs {
+		c := &cursor{ord: i, i: -1}
+		next, stop := iter.Pull2(func(yield func([]int64, []float64) bool) {
+			c.err = st.Scan(ref, mint, maxt, yield)
+		})
+		c.next = next
+		stops = append(stops, stop)
+		if !c.advance() {
+			if c.err != nil {
+				return c.err
+			}
+			continue
+		}
+		h = append(h, c)
+		for j := len(h) - 1; j > 0 && h[j].before(h[(j-1)/2]); j = (j - 1) / 2 { // sift up
+			h[j], h[(j-1)/2] = h[(j-1)/2], h[j]
+		}
+	}
+	const chunk = 8192
+	ts, vs := make([]int64, 0, chunk), make([]float64, 0, chunk)
+	for len(h) > 0 {
+		c := h[0]
+		ts, vs = append(ts, c.ts[c.i]), append(vs, c.vs[c.i])
+		if len(ts) == chunk {
+			if !fn(ts, vs) {
+				return nil
+			}
+			ts, vs = ts[:0], vs[:0]
+		}
+		if !c.advance() {
+			if c.err != nil {
+				return c.err
+			}
+			h[0] = h[len(h)-1]
+			h = h[:len(h)-1]
+		}
+		for j := 0; ; { // sift down
+			m := j
+			if l := 2*j + 1; l < len(h) && h[l].before(h[m]) {
+				m = l
+			}
+			if r := 2*j + 2; r < len(h) && h[r].before(h[m]) {
+				m = r
+			}
+			if m == j {
+				break
+			}
+			h[j], h[m] = h[m], h[j]
+			j = m
+		}
+	}
+	if len(ts) > 0 {
+		fn(ts, vs)
+	}
 	return nil
 }

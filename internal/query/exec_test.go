@@ -1,9 +1,11 @@
 package query
 
 import (
+	"cmp"
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -241,5 +243,118 @@ func TestExecutorMaxPointsArchived(t *testing.T) {
 	q := Spec{Name: []byte("m"), Op: Count, Step: 60000, To: 3600000, HasTo: true, MaxPoints: 10}
 	if got, err := ex.Run(st, q); err != nil || len(got) != 10 {
 		t.Errorf("%+v: %d points, %v; want 10", q, len(got), err)
+	}
+}
+
+// genStore is a Store of series generated as they are scanned: series i
+// has n[i] samples at times start[i] + j*step[i] (j = 0, 1, ...), of value
+// i*1e9 + j. It reuses its chunk buffer, spoiling it once a chunk is
+// passed on, as the store's slices are valid only during the call.
+type genStore struct {
+	n, start, step []int64
+	fail           int // Scan of series fail-1 fails after its first chunk
+	produced       int64
+}
+
+func (s *genStore) RefsByName([]byte) []tsdb.SeriesRef {
+	refs := make([]tsdb.SeriesRef, len(s.n))
+	for i := range refs {
+		refs[i] = tsdb.SeriesRef(i)
+	}
+	return refs
+}
+
+func (s *genStore) Scan(ref tsdb.SeriesRef, mint, maxt int64, fn func([]int64, []float64) bool) error {
+	i := int(ref)
+	ts, vs := make([]int64, 0, 8192), make([]float64, 0, 8192)
+	for j := int64(0); j < s.n[i]; j++ {
+		t := s.start[i] + j*s.step[i]
+		if t < mint || t >= maxt {
+			continue
+		}
+		ts, vs = append(ts, t), append(vs, float64(i)*1e9+float64(j))
+		if len(ts) == cap(ts) || j == s.n[i]-1 {
+			s.produced += int64(len(ts))
+			if !fn(ts, vs) {
+				return nil
+			}
+			for k := range ts {
+				ts[k], vs[k] = -1, -1
+			}
+			ts, vs = ts[:0], vs[:0]
+			if s.fail == i+1 {
+				return errors.New("checksum mismatch")
+			}
+		}
+	}
+	if len(ts) > 0 {
+		s.produced += int64(len(ts))
+		fn(ts, vs)
+	}
+	return nil
+}
+
+func (s *genStore) ScanAggregates(tsdb.SeriesRef, time.Duration, int64, int64, func([]tsdb.Aggregate) bool) error {
+	return nil
+}
+
+func (s *genStore) ArchivedTo() int64 { return 0 }
+
+// TestScanMerged: the samples of several series come in time order, equal
+// times in the order of the series, whether they are merged in memory or
+// as they stream.
+func TestScanMerged(t *testing.T) {
+	for _, n := range []int64{1000, 3000, mergeBudget/2 + 5000} {
+		st := &genStore{n: []int64{n, n, n / 3}, start: []int64{0, 500, 0}, step: []int64{1000, 1000, 3000}}
+		var want []sample
+		for i := range st.n {
+			for j := range st.n[i] {
+				want = append(want, sample{st.start[i] + j*st.step[i], float64(i)*1e9 + float64(j)})
+			}
+		}
+		slices.SortStableFunc(want, func(a, b sample) int { return cmp.Compare(a.t, b.t) })
+		var got []sample
+		err := ScanMerged(st, st.RefsByName(nil), 0, math.MaxInt64, func(ts []int64, vs []float64) bool {
+			for i := range ts {
+				got = append(got, sample{ts[i], vs[i]})
+			}
+			return true
+		})
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("%d samples a series: %v, %d samples; want %d", n, err, len(got), len(want))
+		}
+	}
+}
+
+// TestScanMergedStreams: merging long series passes samples on before it
+// has read them all, and stops reading when told to.
+func TestScanMergedStreams(t *testing.T) {
+	const n = 4 * mergeBudget
+	st := &genStore{n: []int64{n, n}, start: []int64{0, 0}, step: []int64{1000, 1000}}
+	calls := 0
+	err := ScanMerged(st, st.RefsByName(nil), 0, math.MaxInt64, func(ts []int64, vs []float64) bool {
+		calls++
+		return calls < 3
+	})
+	if err != nil || st.produced > 2*mergeBudget {
+		t.Errorf("%v; read %d samples of %d to pass on 3 chunks", err, st.produced, 2*n)
+	}
+	st = &genStore{n: []int64{n, n}, start: []int64{0, 0}, step: []int64{1000, 1000}, fail: 2}
+	err = ScanMerged(st, st.RefsByName(nil), 0, math.MaxInt64, func([]int64, []float64) bool { return true })
+	if err == nil || err.Error() != "checksum mismatch" {
+		t.Errorf("a scan failing: %v, want its error", err)
+	}
+}
+
+// BenchmarkScanMerged merges 4 series of 256 Ki samples each, interleaved,
+// as they stream.
+func BenchmarkScanMerged(b *testing.B) {
+	const n = 1 << 18
+	st := &genStore{n: []int64{n, n, n, n}, start: []int64{0, 250, 500, 750}, step: []int64{1000, 1000, 1000, 1000}}
+	refs := st.RefsByName(nil)
+	b.SetBytes(4 * n)
+	b.ReportAllocs()
+	for b.Loop() {
+		ScanMerged(st, refs, 0, math.MaxInt64, func([]int64, []float64) bool { return true })
 	}
 }
