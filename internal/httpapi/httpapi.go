@@ -42,6 +42,11 @@ type Options struct {
 	// MaxQueryPoints caps the windows of a query reply; beyond it the
 	// query gets a 400. Default 1,000,000.
 	MaxQueryPoints int
+	// WriteTimeout bounds each write of a reply that is sent in pieces
+	// (query, export): a client that stops reading for longer loses its
+	// connection, and the server lets go of what the reply held (a scan of
+	// the store, a query's windows). Default 1 minute.
+	WriteTimeout time.Duration
 	// Ready reports whether the server is up; a non-nil error makes
 	// /healthz answer 503 with its text.
 	Ready func() error
@@ -56,6 +61,9 @@ func Handler(opts Options) http.Handler {
 	}
 	if opts.MaxQueryPoints <= 0 {
 		opts.MaxQueryPoints = 1000000
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = time.Minute
 	}
 	a := &api{opts: opts, log: opts.Logger.With("component", "http")}
 	mux := http.NewServeMux()
@@ -124,6 +132,35 @@ func appendValue(dst []byte, v float64) []byte {
 	return dst
 }
 
+// pieceWriter writes a reply in pieces, each within timeout: without a
+// deadline, a client that stops reading would hold its connection and the
+// handler's memory forever. The last deadline also covers the end of the
+// reply that net/http writes once the handler returns.
+type pieceWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (a *api) pieces(w http.ResponseWriter) *pieceWriter {
+	return &pieceWriter{w: w, rc: http.NewResponseController(w), timeout: a.opts.WriteTimeout}
+}
+
+func (p *pieceWriter) Write(b []byte) (int, error) {
+	p.rc.SetWriteDeadline(time.Now().Add(p.timeout))
+	return p.w.Write(b)
+}
+
+// parseForm parses the query string, answering 400 when it does not parse
+// (rather than carrying on without the parameters it could not read).
+func parseForm(w http.ResponseWriter, r *http.Request) bool {
+	if err := r.ParseForm(); err != nil {
+		httpjson.Error(w, http.StatusBadRequest, "bad query string: "+err.Error()+" (escape ';' as %3B and '%' as %25)")
+		return false
+	}
+	return true
+}
+
 // timeRange reads from= and to= (ISO 8601 or unix seconds).
 func timeRange(r *http.Request) (mint, maxt int64, hasFrom bool, err error) {
 	mint, maxt = math.MinInt64, math.MaxInt64
@@ -144,6 +181,9 @@ func timeRange(r *http.Request) (mint, maxt int64, hasFrom bool, err error) {
 // query answers GET /api/v1/query?name=&op=&secs=&from=&to=, the QUERY
 // command as JSON: {"name", "op", "secs", "points": [{"start", "value"}]}.
 func (a *api) query(w http.ResponseWriter, r *http.Request) {
+	if !parseForm(w, r) {
+		return
+	}
 	name := r.FormValue("name")
 	if name == "" {
 		httpjson.Error(w, http.StatusBadRequest, "name: required")
@@ -157,7 +197,7 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 	}
 	secs, err := strconv.ParseInt(r.FormValue("secs"), 10, 64)
 	if err != nil || secs < 1 || secs > query.MaxTime/1000 {
-		httpjson.Error(w, http.StatusBadRequest, "secs: want a whole number of seconds, at least 1")
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("secs: want a whole number of seconds from 1 to %d", query.MaxTime/1000))
 		return
 	}
 	mint, maxt, hasFrom, err := timeRange(r)
@@ -184,6 +224,7 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 	// Written as it is built: a reply of a million windows would take
 	// 150 MB as a []point marshalled at once.
 	w.Header().Set("Content-Type", "application/json")
+	out := a.pieces(w)
 	nameJSON, _ := json.Marshal(name) // cannot fail
 	buf := append([]byte(`{"name":`), nameJSON...)
 	buf = append(buf, `,"op":"`...)
@@ -199,7 +240,7 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 		buf = appendValue(buf, p.Value)
 		buf = append(buf, '}')
 		if len(buf) > 32<<10 {
-			if _, err := w.Write(buf); err != nil {
+			if _, err := out.Write(buf); err != nil {
 				return // the client is gone
 			}
 			buf = buf[:0]
@@ -207,13 +248,16 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 	}
 	buf = append(buf, `],"secs":`...)
 	buf = strconv.AppendInt(buf, secs, 10)
-	w.Write(append(buf, "}\n"...))
+	out.Write(append(buf, "}\n"...))
 }
 
 // export answers GET /api/v1/export?name=&from=&to=&format=csv|json with
 // every raw sample of a metric: CSV "time,value" rows (the default) or a
 // JSON array of [unix_ms, value] pairs.
 func (a *api) export(w http.ResponseWriter, r *http.Request) {
+	if !parseForm(w, r) {
+		return
+	}
 	name := r.FormValue("name")
 	if name == "" {
 		httpjson.Error(w, http.StatusBadRequest, "name: required")
@@ -243,6 +287,7 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 		buf = append(buf, "time,value\n"...)
 	}
+	out := a.pieces(w)
 	var werr error
 	wrote := false
 	err = query.ScanMerged(a.opts.Store, refs, mint, maxt, func(ts []int64, vs []float64) bool {
@@ -265,7 +310,7 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 			first = false
 		}
 		if len(buf) > 32<<10 {
-			_, werr = w.Write(buf)
+			_, werr = out.Write(buf)
 			buf = buf[:0]
 			wrote = true
 		}
@@ -286,12 +331,15 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 		buf = append(buf, "]\n"...)
 	}
 	if werr == nil {
-		w.Write(buf)
+		out.Write(buf)
 	}
 }
 
 // metrics answers GET /api/v1/metrics?prefix= with the sorted series names.
 func (a *api) metrics(w http.ResponseWriter, r *http.Request) {
+	if !parseForm(w, r) {
+		return
+	}
 	names := a.opts.Store.Names(r.FormValue("prefix"))
 	if names == nil {
 		names = []string{}

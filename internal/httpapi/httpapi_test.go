@@ -3,17 +3,22 @@ package httpapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vigia-mon/vigia/internal/query"
 	"github.com/vigia-mon/vigia/internal/tsdb"
 )
 
@@ -86,8 +91,18 @@ func TestAPI(t *testing.T) {
 			`{"name":"big","op":"AVG","points":[{"start":"2022-04-26T00:00:00.000Z","value":1.25e+308}],"secs":60}` + "\n"},
 		{"GET", "/api/v1/query?name=cpu&op=P42&secs=60", 400, ""},
 		{"GET", "/api/v1/query?name=cpu&op=MAX&secs=0", 400, ""},
+		{"GET", "/api/v1/query?name=cpu&op=MAX&secs=253402300800", 400, `{"error":"secs: want a whole number of seconds from 1 to 253402300799"}` + "\n"},
+		// A query string that does not parse is refused as such, not read
+		// as if the parameters it holds were missing.
+		{"GET", "/api/v1/query?name=a;b&op=MAX&secs=60", 400,
+			`{"error":"bad query string: invalid semicolon separator in query (escape ';' as %3B and '%' as %25)"}` + "\n"},
+		{"GET", "/api/v1/export?name=%zz", 400,
+			`{"error":"bad query string: invalid URL escape \"%zz\" (escape ';' as %3B and '%' as %25)"}` + "\n"},
+		{"GET", "/api/v1/metrics?prefix=a;b", 400, ""},
 		{"GET", "/api/v1/query?name=cpu&op=MAX&secs=1&from=yesterday", 400, `{"error":"from: timestamp is neither ISO 8601 nor unix seconds"}` + "\n"},
 		{"GET", "/api/v1/query?op=MAX&secs=60", 400, `{"error":"name: required"}` + "\n"},
+		{"GET", "/api/v1/export?name=cpu&from=1650931200000", 400,
+			`{"error":"from: timestamp is past the year 9999 as unix seconds (milliseconds? divide by 1000)"}` + "\n"},
 		{"GET", "/api/v1/query?name=cpu&op=count&secs=3600", 200,
 			`{"name":"cpu","op":"COUNT","points":[{"start":"2022-04-26T00:00:00.000Z","value":4}],"secs":3600}` + "\n"},
 		{"GET", "/api/v1/export", 400, `{"error":"name: required"}` + "\n"},
@@ -230,4 +245,145 @@ func TestQueryLong(t *testing.T) {
 		reply.Points[4999].Value != 4999.0/4 || reply.Points[4999].Start != "2022-04-26T01:23:19.000Z" {
 		t.Errorf("reply: %s %s %d, %d points, last %+v", reply.Name, reply.Op, reply.Secs, len(reply.Points), reply.Points[len(reply.Points)-1])
 	}
+}
+
+// endlessStore holds one series, "m", whose scan never ends on its own;
+// done receives once a scan has ended.
+type endlessStore struct {
+	*tsdb.DB
+	done chan struct{}
+}
+
+func (s endlessStore) RefsByName(name []byte) []tsdb.SeriesRef {
+	if string(name) != "m" {
+		return nil
+	}
+	return []tsdb.SeriesRef{1}
+}
+
+func (s endlessStore) Scan(_ tsdb.SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool) error {
+	defer func() { s.done <- struct{}{} }()
+	ts, vs := make([]int64, 8192), make([]float64, 8192)
+	for t := int64(1650931200000); ; {
+		for i := range ts {
+			ts[i], vs[i] = t, float64(t%1000)/8
+			t++
+		}
+		if !fn(ts, vs) {
+			return nil
+		}
+	}
+}
+
+// TestExportClientStopsReading: a client that stops reading an export
+// loses its connection after the write timeout, and the scan it held ends.
+func TestExportClientStopsReading(t *testing.T) {
+	db, err := tsdb.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st := endlessStore{DB: db, done: make(chan struct{}, 1)}
+	srv := httptest.NewServer(Handler(Options{Store: st, Gatherer: prometheus.NewRegistry(),
+		WriteTimeout: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}))
+	defer srv.Close()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /api/v1/export?name=m HTTP/1.1\r\nHost: x\r\n\r\n")
+	select {
+	case <-st.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the export of a client that reads nothing still runs after 30 s")
+	}
+}
+
+// FuzzQueryParams sends the query endpoint any parameters: it answers 200
+// with windows in order inside [from, to), or a 4xx, never a 5xx.
+func FuzzQueryParams(f *testing.F) {
+	db, err := tsdb.Open(f.TempDir(), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { db.Close() })
+	// Samples at the first and last millisecond vigia takes, and between.
+	ref, err := db.GetOrCreate([]byte("m"), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := db.Append([]tsdb.Sample{{Ref: ref, T: 0, V: 1}, {Ref: ref, T: 1650931200000, V: 2}, {Ref: ref, T: 1650931200001, V: -3},
+		{Ref: ref, T: 253402300799999, V: 1e308}}); err != nil {
+		f.Fatal(err)
+	}
+	h := Handler(Options{Store: db, Gatherer: prometheus.NewRegistry(), MaxQueryPoints: 100, Logger: slog.New(slog.DiscardHandler)})
+	for _, s := range [][4]string{
+		{"AVG", "60", "", ""}, {"count", "1", "0", "253402300799.999"}, {"MAX", "253402300799", "1970-01-01", "9999-12-31T23:59:59.999Z"},
+		{"SUM", "1", "253402300799.999", "0"}, {"LAST", "9223372036854775807", "", ""}, {"MIN", "-1", "x", "1e9"},
+		{"AVG", "1", "2022-04-26T00:00:00+14:00", "2022-04-26T00:00:00-12:00"},
+	} {
+		f.Add(s[0], s[1], s[2], s[3])
+	}
+	f.Fuzz(func(t *testing.T, op, secs, from, to string) {
+		q := url.Values{"name": {"m"}, "op": {op}, "secs": {secs}}
+		if from != "" {
+			q.Set("from", from)
+		}
+		if to != "" {
+			q.Set("to", to)
+		}
+		// The export of the same range holds the samples in it.
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/export?format=json&"+q.Encode(), nil))
+		if rec.Code != 200 && rec.Code != 400 {
+			t.Fatalf("export %s: %d %s", q.Encode(), rec.Code, rec.Body)
+		}
+		var rows [][2]float64
+		if err := json.Unmarshal(rec.Body.Bytes(), &rows); rec.Code == 200 && err != nil {
+			t.Fatalf("export %s: %v: %s", q.Encode(), err, rec.Body)
+		}
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/query?"+q.Encode(), nil))
+		if rec.Code != 200 {
+			if rec.Code != 400 {
+				t.Fatalf("%s: %d %s", q.Encode(), rec.Code, rec.Body)
+			}
+			return
+		}
+		var reply struct {
+			Secs   int64
+			Points []struct {
+				Start string
+				Value any
+			}
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &reply); err != nil {
+			t.Fatalf("%s: %v: %s", q.Encode(), err, rec.Body)
+		}
+		mint, maxt := int64(math.MinInt64), int64(math.MaxInt64)
+		if from != "" {
+			mint, _ = query.ParseTime([]byte(from))
+		}
+		if to != "" {
+			maxt, _ = query.ParseTime([]byte(to))
+		}
+		for _, r := range rows {
+			if ms := int64(r[0]); ms < mint || ms >= maxt {
+				t.Fatalf("export %s: row %v out of range", q.Encode(), r)
+			}
+		}
+		last := int64(math.MinInt64)
+		for _, p := range reply.Points {
+			tm, err := time.Parse(time.RFC3339Nano, p.Start)
+			if err != nil {
+				t.Fatalf("%s: start %q: %v", q.Encode(), p.Start, err)
+			}
+			start := tm.UnixMilli()
+			if start <= last || start >= maxt || start+reply.Secs*1000 <= mint {
+				t.Fatalf("%s: window %s out of order or out of range: %s", q.Encode(), p.Start, rec.Body)
+			}
+			last = start
+		}
+	})
 }

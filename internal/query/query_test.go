@@ -129,6 +129,19 @@ func TestParseTime(t *testing.T) {
 	}
 }
 
+// TestParseTimeErrors: unix milliseconds given for seconds are told apart
+// from what is not a time at all.
+func TestParseTimeErrors(t *testing.T) {
+	for in, want := range map[string]error{
+		"1650931200000": ErrTimeRange, "253402300800": ErrTimeRange, "99999999999999999999.5": ErrTimeRange,
+		"1.2.3": ErrBadTime, "12.": ErrBadTime, "yesterday": ErrBadTime, "10000-01-01": ErrBadTime,
+	} {
+		if _, err := ParseTime([]byte(in)); err != want {
+			t.Errorf("ParseTime(%q): %v, want %v", in, err, want)
+		}
+	}
+}
+
 func FuzzParseTime(f *testing.F) {
 	for _, s := range []string{"2022-04-26T00:00:00", "1650931200.5", "2022-04-26T02:00:00+02:00", "1e9", "",
 		"2024-02-29 23:59:59.999-0130", "2022-04-26T00:00Z", "2022-04-26", "1970-01-01T00:00:00,5+00:00"} {

@@ -11,6 +11,10 @@ import (
 // ErrBadTime reports a timestamp that is neither ISO 8601 nor unix seconds.
 var ErrBadTime = errors.New("timestamp is neither ISO 8601 nor unix seconds")
 
+// ErrTimeRange reports unix seconds past the year 9999, most often unix
+// milliseconds (as export writes them) given for seconds.
+var ErrTimeRange = errors.New("timestamp is past the year 9999 as unix seconds (milliseconds? divide by 1000)")
+
 // Bounds of the timestamps vigia accepts: years 1970 to 9999, in unix
 // milliseconds. Keeping times in this range keeps every window computation
 // far from int64 overflow.
@@ -39,6 +43,9 @@ func ParseTime(b []byte) (int64, error) {
 	if c := b[0]; c >= '0' && c <= '9' && isNumber(b) {
 		ms, ok := parseUnix(b)
 		if !ok {
+			if bytes.Count(b, []byte{'.'}) <= 1 && b[len(b)-1] != '.' {
+				return 0, ErrTimeRange // well formed, too large
+			}
 			return 0, ErrBadTime
 		}
 		return ms, nil
