@@ -291,17 +291,26 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("shutting down")
 	sctx, scancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer scancel()
-	if err := s.native.Shutdown(sctx); err != nil {
-		s.log.Warn("native connections closed before they finished", "err", err)
-	}
-	if s.httpLn != nil {
-		if err := s.httpSrv.Shutdown(sctx); err != nil {
-			// Close the connections still open (a stalled export), so
-			// that their handlers stop before the store closes.
-			s.httpSrv.Close()
-			s.log.Warn("http requests cut short", "err", err)
+	// Both listeners close at once, and the requests in flight on either
+	// get the whole timeout: a native client that does not read its
+	// replies must not cut the HTTP requests short.
+	var sw sync.WaitGroup
+	sw.Go(func() {
+		if err := s.native.Shutdown(sctx); err != nil {
+			s.log.Warn("native connections closed before they finished", "err", err)
 		}
+	})
+	if s.httpLn != nil {
+		sw.Go(func() {
+			if err := s.httpSrv.Shutdown(sctx); err != nil {
+				// Close the connections still open (a stalled export):
+				// their handlers' next write fails, and they stop.
+				s.httpSrv.Close()
+				s.log.Warn("http requests cut short", "err", err)
+			}
+		})
 	}
+	sw.Wait()
 	wg.Wait()
 	stopAlerts()
 	<-alertDone

@@ -1,0 +1,145 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+)
+
+// start opens a server on loopback ports in a temporary data dir and runs
+// it until stop is called or the test ends. stop returns what Run did.
+func start(t *testing.T, opts Options) (s *Server, stop func() error) {
+	t.Helper()
+	opts.DataDir = t.TempDir()
+	opts.NativeAddr, opts.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	opts.Logger = slog.New(slog.DiscardHandler)
+	s, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			runErr = <-done
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return s, stop
+}
+
+// TestMetricsLint: /metrics passes the checks promtool check metrics
+// makes (HELP and TYPE for every family, counters named _total, base
+// units).
+func TestMetricsLint(t *testing.T) {
+	s, _ := start(t, Options{})
+	resp, err := http.Get("http://" + s.HTTPAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || err != nil {
+		t.Fatalf("/metrics: %d %v", resp.StatusCode, err)
+	}
+	problems, err := promlint.New(strings.NewReader(string(body))).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+	for _, name := range []string{"vigia_tsdb_series", "vigia_native_requests_total", "vigia_http_connections", "vigia_alert_rules", "go_goroutines", "process_open_fds"} {
+		if !strings.Contains(string(body), "\n# TYPE "+name+" ") {
+			t.Errorf("/metrics has no TYPE line for %s", name)
+		}
+	}
+}
+
+// TestShutdownHTTPNotCutByNative: at shutdown the HTTP listener closes at
+// once, and an HTTP request in flight gets its reply, however long native
+// connections take to finish.
+func TestShutdownHTTPNotCutByNative(t *testing.T) {
+	s, stop := start(t, Options{ShutdownTimeout: 5 * time.Second})
+	httpAddr := s.HTTPAddr().String()
+
+	// A native client that sends queries and reads none of their replies
+	// holds the native shutdown until the timeout.
+	nc, err := net.Dial("tcp", s.NativeAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// Write until the server stops reading: its replies fill the socket
+	// buffers.
+	line := []byte(strings.Repeat("QUERY nope COUNT 1\n", 1000))
+	for {
+		nc.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := nc.Write(line); err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+
+	// An HTTP request in flight: its body has not all arrived.
+	hc, err := net.Dial("tcp", httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	body := `{"metric":"m","op":"MAX","secs":60,"limit":1}`
+	fmt.Fprintf(hc, "POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:10])
+	// Once the request is being read (its connection is active), shut down.
+	deadline := time.Now().Add(10 * time.Second)
+	for s.httpLn.Open() != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	for {
+		c, err := net.Dial("tcp", httpAddr)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the HTTP listener still accepts 10 s after the shutdown began")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := hc.Write([]byte(body[10:])); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(hc), nil)
+	if err != nil {
+		t.Fatalf("the request in flight at shutdown got no reply: %v", err)
+	}
+	resp.Body.Close()
+	nc.Close()
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+}
