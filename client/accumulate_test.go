@@ -92,6 +92,44 @@ func TestIntervalBucketing(t *testing.T) {
 	}
 }
 
+// TestFlushBetweenBoundaryAndTick: a Flush made just after an interval's
+// end, before the collector's timer fires, closes that interval; the late
+// tick then leaves the next interval open, so its updates keep their own
+// start instead of being stamped one period later.
+func TestFlushBetweenBoundaryAndTick(t *testing.T) {
+	c, clk := newManualClient(t, nil)
+	ctr := c.Counter("req")
+	ctr.Add(1)
+	clk.set(at(10_001)) // [0,10s) ended; the timer has not fired yet
+	c.collect(false)    // a Flush
+	ctr.Add(2)
+	c.tick(t0) // the timer set for the end of [0,10s)
+	ctr.Add(4)
+	clk.set(at(20_000))
+	c.tick(t0 + 10_000)
+	want := []pt{{"req", 1, 0}, {"req", 6, 10_000}}
+	if got := points(c.Get("req")); !slices.Equal(got, want) {
+		t.Errorf("points\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestCounterLargeDeltas: integral deltas whose sum exceeds an int64
+// still add up.
+func TestCounterLargeDeltas(t *testing.T) {
+	c, clk := newManualClient(t, nil)
+	ctr := c.Counter("bytes")
+	ctr.Add(5e18)
+	ctr.Add(5e18)
+	ctr.Add(1)
+	ctr.Add(-1 << 40)
+	clk.set(at(10_000))
+	c.collect(true)
+	want := []pt{{"bytes", 1e19 + 1 - 1<<40, 0}}
+	if got := points(c.Get("bytes")); !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
 func TestGaugeModes(t *testing.T) {
 	tests := []struct {
 		name string

@@ -205,11 +205,16 @@ func (timerMetric) kind() string { return "timer" }
 // Register samples f once per period, at the close of each interval, and
 // reports its value as a point of that interval according to kind. f is
 // called from the collector goroutine and must return quickly. Registering
-// a name again replaces nothing and returns at once. See Counter for names
-// and panics.
+// a name again replaces nothing and returns at once. It panics if f is nil;
+// see Counter for names and other panics.
 func (c *Client) Register(name string, f func() float64, kind Kind) {
 	if kind < KindGauge || kind > KindCounter {
 		panic(fmt.Sprintf("vigia client: Register %q: unknown kind %d", name, int(kind)))
+	}
+	if f == nil {
+		// Here rather than in the collector, where it would crash the
+		// program at the end of the interval.
+		panic(fmt.Sprintf("vigia client: Register %q: nil function", name))
 	}
 	c.register(name, "sampled", func(full string) entry {
 		s := &sampled{name: full, f: f, k: kind}
@@ -313,16 +318,28 @@ func (c *Client) collectLoop() {
 	defer close(c.collectDone)
 	for {
 		c.collectMu.Lock()
-		next := c.curStart + c.period
+		start := c.curStart
 		c.collectMu.Unlock()
-		wait := time.Duration(next-c.clock.Now().UnixMilli()) * time.Millisecond
+		wait := time.Duration(start+c.period-c.clock.Now().UnixMilli()) * time.Millisecond
 		select {
 		case <-c.clock.After(wait):
 		case <-c.stopCollect:
 			return
 		}
-		c.collect(true)
+		c.tick(start)
 		c.sender.kick()
+	}
+}
+
+// tick closes the interval that started at start, at its end. A Flush made
+// after that end, before the tick, closed it already and opened the
+// interval holding the Flush's time; the tick leaves that one open until
+// its own end.
+func (c *Client) tick(start int64) {
+	c.collectMu.Lock()
+	defer c.collectMu.Unlock()
+	if c.curStart == start {
+		c.collectLocked(true)
 	}
 }
 
@@ -332,12 +349,17 @@ func (c *Client) collectLoop() {
 // interval stays open, so later updates in it make a second point with the
 // same timestamp.
 func (c *Client) collect(tick bool) {
+	c.collectMu.Lock()
+	defer c.collectMu.Unlock()
+	c.collectLocked(tick)
+}
+
+// collectLocked is collect with collectMu held.
+func (c *Client) collectLocked(tick bool) {
 	c.mu.Lock()
 	metrics := c.metrics
 	c.mu.Unlock()
 
-	c.collectMu.Lock()
-	defer c.collectMu.Unlock()
 	ts := c.curStart
 	now := c.intervalStart(c.clock.Now())
 	if tick {

@@ -72,8 +72,10 @@ func (c *Counter) Inc() { c.ints.Add(1) }
 // Add adds delta, which may be fractional or negative.
 func (c *Counter) Add(delta float64) {
 	// Integral deltas, the common case, take one atomic add; others a
-	// compare-and-swap loop on a float.
-	if i := int64(delta); float64(i) == delta {
+	// compare-and-swap loop on a float. Deltas of 2^32 and more go to the
+	// float, so that the integer cannot overflow: that would take 2^31
+	// additions within one interval.
+	if i := int64(delta); float64(i) == delta && -1<<32 < i && i < 1<<32 {
 		c.ints.Add(i)
 		return
 	}

@@ -6,6 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/vigia-mon/vigia/internal/native/wire"
+	"github.com/vigia-mon/vigia/internal/query"
 )
 
 func TestNameTemplates(t *testing.T) {
@@ -80,6 +83,7 @@ func TestMetricNames(t *testing.T) {
 		{"reserved", func() { c.Meter(DroppedMetric) }},
 		{"series of a histogram", func() { c.Counter("lat.count") }},
 		{"series clashing with a histogram's", func() { c.Gauge("hist.p99"); c.Histogram("hist") }},
+		{"nil function", func() { c.Register("sampled", nil, KindGauge) }},
 	}
 	for _, p := range panics {
 		func() {
@@ -131,6 +135,7 @@ func TestOptionsValidation(t *testing.T) {
 		{Period: -1},
 		{Quantiles: []float64{0}},
 		{Quantiles: []float64{1.5}},
+		{Quantiles: []float64{0.5, 0.99, 0.5}},
 		{GaugeMode: 3},
 		{Prefix: "a b."},
 	}
@@ -193,6 +198,15 @@ func FuzzEncode(f *testing.F) {
 		ts, err := strconv.ParseFloat(f[3], 64)
 		if _, frac, _ := strings.Cut(f[3], "."); err != nil || len(frac) > 3 || int64(math.Round(ts*1000)) != ms {
 			t.Fatalf("timestamp %q from %d ms: %v", f[3], ms, err)
+		}
+		if ms < query.MinTime || ms > query.MaxTime {
+			return // before 1970 or after 9999: the server refuses it
+		}
+		// vigia's own parser reads the point back.
+		var r wire.Request
+		if err := wire.Parse([]byte(strings.TrimSuffix(line, "\n")), &r); err != nil ||
+			r.Cmd != wire.Log || string(r.ID) != name || r.Value != v || !r.HasT || r.T != ms {
+			t.Fatalf("server parses %q as %+v, %v", line, r, err)
 		}
 	})
 }

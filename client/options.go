@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -18,7 +19,8 @@ const (
 	// once.
 	Native Protocol = iota
 	// Graphite delivers Graphite plaintext lines ("name value timestamp")
-	// to any Graphite-compatible server, vigia's included. Graphite has no
+	// to any Graphite-compatible server. The vigia server takes the Native
+	// protocol; it has no Graphite listener. Graphite has no
 	// acknowledgements: a point is forgotten once it was written to the
 	// connection without error, so delivery is at most once.
 	Graphite
@@ -134,8 +136,8 @@ type Options struct {
 	Substitutions Substitutions
 
 	// Quantiles are the quantiles every Histogram and Timer reports, each
-	// in (0, 1]. Default 0.5, 0.9, 0.99. Each adds a series named
-	// name.pNN: 0.5 is p50, 0.99 is p99, 0.999 is p999.
+	// in (0, 1] and listed once. Default 0.5, 0.9, 0.99. Each adds a
+	// series named name.pNN: 0.5 is p50, 0.99 is p99, 0.999 is p999.
 	Quantiles []float64
 	// GaugeMode is the mode of gauges made by Client.Gauge. Default
 	// GaugeLast.
@@ -217,9 +219,13 @@ func (o *Options) withDefaults() (Options, error) {
 		r.Quantiles = DefaultQuantiles
 	}
 	r.Quantiles = append([]float64(nil), r.Quantiles...)
-	for _, q := range r.Quantiles {
+	for i, q := range r.Quantiles {
 		if !(q > 0 && q <= 1) || math.IsNaN(q) {
 			return r, fmt.Errorf("quantile %v out of range (0, 1]", q)
+		}
+		if slices.Contains(r.Quantiles[:i], q) {
+			// Its series would get two points per interval.
+			return r, fmt.Errorf("quantile %v listed twice", q)
 		}
 	}
 	if r.GaugeMode != GaugeLast && r.GaugeMode != GaugeMean {

@@ -428,8 +428,8 @@ func (s *sender) readReplies(conn net.Conn, batch []point, window chan struct{})
 // sendGraphite writes batch as Graphite plaintext on a fresh connection and
 // forgets each point once its line was written without error: Graphite
 // sends no acknowledgement, so delivery is at most once. The connection is
-// then half-closed and the server given a moment to close its side, which
-// is when vigia's Graphite listener accepts a batch.
+// then half-closed and the server given a moment to close its side: a
+// server that takes a batch only at a clean end of its connection sees one.
 func (s *sender) sendGraphite(batch []point) error {
 	if _, err := s.connect(); err != nil {
 		return err
