@@ -88,7 +88,7 @@ up: build
 	  grep -q 'msg="native protocol listening"' $(RUN_DIR)/server.log && exit 0; \
 	  sleep 0.1; \
 	done; \
-	echo "server did not start:"; cat $(RUN_DIR)/server.log; kill $$pid 2>/dev/null; rm -f $(RUN_DIR)/server.pid; exit 1
+	echo "server did not start (set NATIVE_ADDR, HTTP_ADDR or RUN_DIR for its --native-addr, --http-addr and data dir):"; cat $(RUN_DIR)/server.log; kill $$pid 2>/dev/null; rm -f $(RUN_DIR)/server.pid; exit 1
 	@for i in $$(seq $(CLIENT_REPLICAS)); do \
 	  $(BIN) load --addr $(NATIVE_ADDR) --clients 1 --rate 10 --metrics 10 --prefix load$$i --duration 0 \
 	    >$(RUN_DIR)/load-$$i.log 2>&1 & echo $$! >$(RUN_DIR)/load-$$i.pid; \

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -19,7 +20,7 @@ func runBench(args []string) int {
 	var o loadgen.BenchOptions
 	fs.StringVar(&o.Addr, "addr", "127.0.0.1:7574", "server's native protocol address (ignored with --server)")
 	fs.StringVar(&o.HTTPAddr, "http-addr", "127.0.0.1:7575", "server's HTTP address, for flushes and /metrics; off skips the disk figures (ignored with --server)")
-	fs.IntVar(&o.PID, "pid", 0, "server's process id, for its peak RSS (ignored with --server)")
+	fs.IntVar(&o.PID, "pid", 0, "server's process id, for its CPU use and peak RSS; 0 leaves them out (ignored with --server)")
 	server := fs.Bool("server", false, "start a server of this binary on free loopback ports in a temporary data dir")
 	tmp := fs.String("tmp-dir", "", "with --server: where the temporary data dir goes (default the system's temp dir)")
 	keep := fs.Bool("keep", false, "with --server: keep the data dir and the server log")
@@ -57,6 +58,23 @@ func runBench(args []string) int {
 	}
 	if !(o.PacedFraction > 0) || math.IsInf(o.PacedFraction, 1) || !(o.PacedRate >= 0) || math.IsInf(o.PacedRate, 1) {
 		fmt.Fprintln(os.Stderr, "vigia bench: --paced-fraction must be a finite number above 0, --paced-rate finite and not negative")
+		return 2
+	}
+	for _, c := range []struct {
+		flag, prefix string
+		n            int
+	}{{"--prefix", o.Data.Prefix, o.Data.Series}, {"--long-prefix", o.LongPrefix, 1}} {
+		// Of the last two series, one is a gauge and one a counter.
+		for i := max(c.n-2, 0); i < c.n; i++ {
+			if err := checkPrefix(c.flag, c.prefix, loadgen.NewSeries(c.prefix, 1, i).Name()); err != nil {
+				fmt.Fprintf(os.Stderr, "vigia bench: %v\n", err)
+				return 2
+			}
+		}
+	}
+	if o.PID < 0 || o.PID > 0 && !*server && errors.Is(syscall.Kill(o.PID, 0), syscall.ESRCH) {
+		// Found out at the end of the run otherwise.
+		fmt.Fprintf(os.Stderr, "vigia bench: --pid %d: no such process (the server's process id, or 0)\n", o.PID)
 		return 2
 	}
 	if *paced == 0 {

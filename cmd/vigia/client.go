@@ -13,9 +13,9 @@ import (
 )
 
 func runClient(args []string) int {
-	fs := newFlagSet("client", "client [flags] [COMMAND ARGS...]\n\nWith a command (vigia client LOG cpu 0.5), sends it, prints the reply and\nexits 0 on a 2xx reply, 1 otherwise. Without one, reads commands from\nstandard input, one per line, and prints each reply (and pushed ALERT lines\nafter SUBSCRIBE) until end of input.")
+	fs := newFlagSet("client", "client [flags] [COMMAND ARGS...]\n\nWith a command (vigia client LOG cpu 0.5), sends it, prints the reply and\nexits 0 on a 2xx reply, 1 otherwise. Without one, reads commands from\nstandard input, one per line, and prints each reply (and pushed ALERT lines\nafter SUBSCRIBE) until end of input; it exits 1 when the server closed the\nconnection before that (busy, a line over 64 KiB, an idle timeout), 0\notherwise.")
 	addr := fs.String("addr", "127.0.0.1:7574", "server's native protocol address")
-	timeout := fs.Duration("timeout", 10*time.Second, "connect and reply timeout (one-shot mode)")
+	timeout := fs.Duration("timeout", 10*time.Second, "connect timeout, and with a command the reply timeout")
 	if rc := parseFlags(fs, args); rc >= 0 {
 		return rc
 	}

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"github.com/vigia-mon/vigia/internal/native/wire"
 )
 
 // command is one subcommand. run gets the arguments after its name and
@@ -71,17 +73,36 @@ func newFlagSet(name, synopsis string) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args and returns the exit code to return at once
-// (0 after --help, 2 on a bad flag), or -1 to go on.
+// parseFlags parses args and returns the exit code to return at once, or
+// -1 to go on. --help prints the usage on standard output and returns 0; a
+// bad flag prints one line on standard error and returns 2.
 func parseFlags(fs *flag.FlagSet, args []string) int {
-	fs.SetOutput(os.Stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	fs.SetOutput(io.Discard) // the flag package would print the whole usage after an error
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		return 0
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "vigia %s: %v (see vigia %s --help)\n", fs.Name(), err, fs.Name())
 		return 2
 	}
+	fs.SetOutput(os.Stderr)
 	return -1
+}
+
+// checkPrefix returns an error naming flag when prefix cannot start a
+// metric id: empty, or holding whitespace or control characters. name is
+// the longest id the command makes with it, checked for the id's length.
+func checkPrefix(flag, prefix, name string) error {
+	switch {
+	case prefix == "":
+		return fmt.Errorf("%s must not be empty", flag)
+	case strings.ContainsRune(name, ' ') || !wire.ValidID([]byte(name)):
+		return fmt.Errorf("%s %q makes metric ids such as %q, which the server refuses: an id has at most %d bytes and no whitespace or control characters", flag, prefix, name, wire.MaxIDLen)
+	}
+	return nil
 }
 
 // logFlags adds --log-level and --log-format and returns a function making

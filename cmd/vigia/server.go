@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -61,6 +62,30 @@ func runServer(args []string) int {
 			return 2
 		}
 	}
+	// An empty value (an unset variable in a script) would quietly mean
+	// the default.
+	for _, c := range []struct{ flag, val, hint string }{
+		{"--data-dir", o.DataDir, ""},
+		{"--native-addr", o.NativeAddr, " (off turns the listener off)"},
+		{"--http-addr", o.HTTPAddr, " (off turns the listener off)"},
+	} {
+		if c.val == "" {
+			fmt.Fprintf(os.Stderr, "vigia server: %s must not be empty%s\n", c.flag, c.hint)
+			return 2
+		}
+	}
+	// Check URLs now rather than after a store open that may replay a long
+	// write-ahead log.
+	for _, u := range o.AlertWebhooks {
+		if !httpURL(u) {
+			fmt.Fprintf(os.Stderr, "vigia server: --alert-webhook %q: want an http:// or https:// URL\n", u)
+			return 2
+		}
+	}
+	if o.ExternalURL != "" && !httpURL(o.ExternalURL) {
+		fmt.Fprintf(os.Stderr, "vigia server: --external-url %q: want an http:// or https:// URL\n", o.ExternalURL)
+		return 2
+	}
 	switch *notify {
 	case "every-check":
 	case "changes":
@@ -106,4 +131,11 @@ func runServer(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// httpURL reports whether s is an absolute http:// or https:// URL with a
+// host.
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

@@ -108,21 +108,15 @@ func TestStartupErrors(t *testing.T) {
 		}
 		startFails(t, dir, nil, dir, "not writable", "--data-dir")
 	})
-	t.Run("bad flag", func(t *testing.T) {
-		t.Parallel()
-		ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, binary(t), "server", "--max-conns", "many").CombinedOutput()
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
-			t.Errorf("bad flag value: %v, want exit status 2\n%s", err, out)
-		}
-	})
-	// Zero or negative limits and durations are refused, not replaced by
-	// the defaults.
+	// Zero or negative limits and durations, and empty directories and
+	// addresses, are refused, not replaced by the defaults; URLs are
+	// checked before the store opens.
 	for _, args := range [][]string{
 		{"--max-conns", "-5"}, {"--http-max-conns", "0"}, {"--max-inflight", "0"}, {"--max-series", "0"}, {"--max-query-points", "-1"},
 		{"--retention", "0"}, {"--retention", "-1h"}, {"--alert-interval", "-1s"}, {"--idle-timeout", "0"},
 		{"--flush-interval", "0s"},
+		{"--data-dir", ""}, {"--native-addr", ""}, {"--http-addr", ""},
+		{"--alert-webhook", "example.com/hook"}, {"--alert-webhook", "ftp://example.com"}, {"--external-url", "vigia:7575"},
 	} {
 		t.Run("flag "+strings.Join(args, " "), func(t *testing.T) {
 			t.Parallel()
@@ -131,6 +125,7 @@ func TestStartupErrors(t *testing.T) {
 			all := append([]string{"server", "--data-dir", t.TempDir(), "--native-addr", "off", "--http-addr", "off"}, args...)
 			var stderr bytes.Buffer
 			cmd := exec.CommandContext(ctx, binary(t), all...)
+			cmd.Dir = t.TempDir() // where an empty --data-dir taken for the default would go
 			cmd.Stderr = &stderr
 			err := cmd.Run()
 			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 ||
@@ -146,9 +141,16 @@ func TestStartupErrors(t *testing.T) {
 // reach for a server.
 func TestToolFlagErrors(t *testing.T) {
 	t.Parallel()
+	// Above every process id in use.
+	pidMax, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		pidMax = []byte("2147483647")
+	}
 	for _, args := range [][]string{
 		{"load", "--rate", "inf"}, {"load", "--rate", "0"}, {"load", "--rate", "NaN"},
+		{"load", "--prefix", "a b"}, {"load", "--prefix", ""}, {"load", "--prefix", strings.Repeat("x", 250)},
 		{"bench", "--seed", "0"}, {"bench", "--paced-fraction", "0"}, {"bench", "--paced-fraction", "-0.5"}, {"bench", "--paced-rate", "-1"},
+		{"bench", "--prefix", "a\tb"}, {"bench", "--long-prefix", ""}, {"bench", "--pid", "-1"}, {"bench", "--pid", strings.TrimSpace(string(pidMax))},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			t.Parallel()
@@ -161,6 +163,43 @@ func TestToolFlagErrors(t *testing.T) {
 			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 ||
 				strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), args[1]) {
 				t.Errorf("%v: %v, stderr %q; want exit status 2 and one line naming %s", args, err, stderr.String(), args[1])
+			}
+		})
+	}
+}
+
+// TestFlagUsage: --help prints the command's usage on standard output and
+// exits 0; a flag that does not parse prints one line naming it and
+// pointing to --help, and exits 2.
+func TestFlagUsage(t *testing.T) {
+	t.Parallel()
+	for cmd, badValue := range map[string][]string{
+		"server": {"--max-conns", "many"},
+		"client": {"--timeout", "soon"},
+		"load":   {"--clients", "1.5"},
+		"bench":  {"--live=maybe"},
+	} {
+		t.Run(cmd, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
+			defer cancel()
+			var stdout, stderr bytes.Buffer
+			c := exec.CommandContext(ctx, binary(t), cmd, "--help")
+			c.Stdout, c.Stderr = &stdout, &stderr
+			if err := c.Run(); err != nil || stderr.Len() > 0 || !strings.HasPrefix(stdout.String(), "Usage: vigia "+cmd+" ") {
+				t.Errorf("%s --help: %v, stdout %q, stderr %q; want the usage on stdout, status 0", cmd, err, stdout.String(), stderr.String())
+			}
+			for _, args := range [][]string{{"--no-such-flag"}, {"--prefix"}, badValue} {
+				stdout.Reset()
+				stderr.Reset()
+				c := exec.CommandContext(ctx, binary(t), append([]string{cmd}, args...)...)
+				c.Stdout, c.Stderr = &stdout, &stderr
+				err := c.Run()
+				line := stderr.String()
+				if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || stdout.Len() > 0 ||
+					strings.Count(line, "\n") != 1 || !strings.HasPrefix(line, "vigia "+cmd+": ") || !strings.Contains(line, "--help") {
+					t.Errorf("%s %q: %v, stdout %q, stderr %q; want one line on stderr pointing to --help, status 2", cmd, args, err, stdout.String(), line)
+				}
 			}
 		})
 	}
