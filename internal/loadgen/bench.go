@@ -305,31 +305,13 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 		if err != nil {
 			return res, err
 		}
-		dr := &DiskResult{
-			FlushSeconds: took.Seconds(),
-			Bytes:        int64(after.diskBytes - before.diskBytes),
-			Samples:      int64(after.appended - before.appended),
-			WALBytes:     int64(after.walBytes),
-			Parts:        int(after.parts),
-		}
-		if dr.Samples > 0 {
-			dr.BytesPerSample = float64(dr.Bytes) / float64(dr.Samples)
-		}
-		res.Disk = dr
-		fmt.Fprintf(p, "disk: flushed in %.2fs; %d bytes for %d samples in %d parts: %.3f bytes/sample\n",
-			took.Seconds(), dr.Bytes, dr.Samples, dr.Parts, dr.BytesPerSample)
-		settled, waited, err := settle(ctx, o.HTTPAddr, after, o.Stall)
-		if err != nil {
+		if before.diskBytes > 0 || before.appended > 0 {
+			// The flush writes the data already there too, and merges and
+			// retention change it: the difference would not be this run's.
+			fmt.Fprintf(p, "disk: not measured: the server held data before the run (bytes/sample needs a server on an empty data dir)\n")
+		} else if err := measureDisk(ctx, o, p, before, after, took, res); err != nil {
 			return res, err
 		}
-		dr.SettledBytes = int64(settled.diskBytes - before.diskBytes)
-		dr.SettledParts = int(settled.parts)
-		dr.SettleSeconds = waited.Seconds()
-		if dr.Samples > 0 {
-			dr.SettledBytesPerSample = float64(dr.SettledBytes) / float64(dr.Samples)
-		}
-		fmt.Fprintf(p, "disk: after %.1fs of background merges: %d bytes in %d parts: %.3f bytes/sample\n",
-			dr.SettleSeconds, dr.SettledBytes, dr.SettledParts, dr.SettledBytesPerSample)
 	}
 	if o.PID > 0 {
 		peak, _, err := procMemory(o.PID)
@@ -613,4 +595,35 @@ func (q *queryConn) do(req string, timeout time.Duration) ([]byte, time.Duration
 		}
 	}
 	return q.reply, q.rr.at.Sub(start), nil
+}
+
+// measureDisk fills res.Disk from the server's part bytes after the
+// ingest's flush, and again once background merges settled.
+func measureDisk(ctx context.Context, o BenchOptions, p io.Writer, before, after serverMetrics, took time.Duration, res *BenchResult) error {
+	dr := &DiskResult{
+		FlushSeconds: took.Seconds(),
+		Bytes:        int64(after.diskBytes - before.diskBytes),
+		Samples:      int64(after.appended - before.appended),
+		WALBytes:     int64(after.walBytes),
+		Parts:        int(after.parts),
+	}
+	if dr.Samples > 0 {
+		dr.BytesPerSample = float64(dr.Bytes) / float64(dr.Samples)
+	}
+	res.Disk = dr
+	fmt.Fprintf(p, "disk: flushed in %.2fs; %d bytes for %d samples in %d parts: %.3f bytes/sample\n",
+		took.Seconds(), dr.Bytes, dr.Samples, dr.Parts, dr.BytesPerSample)
+	settled, waited, err := settle(ctx, o.HTTPAddr, after, o.Stall)
+	if err != nil {
+		return err
+	}
+	dr.SettledBytes = int64(settled.diskBytes - before.diskBytes)
+	dr.SettledParts = int(settled.parts)
+	dr.SettleSeconds = waited.Seconds()
+	if dr.Samples > 0 {
+		dr.SettledBytesPerSample = float64(dr.SettledBytes) / float64(dr.Samples)
+	}
+	fmt.Fprintf(p, "disk: after %.1fs of background merges: %d bytes in %d parts: %.3f bytes/sample\n",
+		dr.SettleSeconds, dr.SettledBytes, dr.SettledParts, dr.SettledBytesPerSample)
+	return nil
 }

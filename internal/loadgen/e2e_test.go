@@ -135,6 +135,21 @@ func TestBenchEndToEnd(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, report.String())
 		}
 	}
+
+	// Run again on the same server: its data is no longer this run's
+	// alone, so the disk figure is not reported (it came out negative).
+	progress.Reset()
+	res, err = Bench(context.Background(), BenchOptions{
+		Addr: srv.NativeAddr, HTTPAddr: srv.HTTPAddr,
+		Data: Dataset{Series: 20, Points: 50, Prefix: "again"}, Conns: 1,
+		PacedDuration: -1, LongPoints: -1, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("second run: %v\nprogress:\n%s", err, progress.String())
+	}
+	if res.Disk != nil || !strings.Contains(progress.String(), "disk: not measured") {
+		t.Errorf("second run on a server holding data: disk %+v\nprogress:\n%s", res.Disk, progress.String())
+	}
 }
 
 // equalReply compares two "200 [v]" replies by value, so that 25.4 and
