@@ -138,6 +138,7 @@ func (c *conn) readLoop() error {
 		}
 		if err == errUnterminated {
 			c.submitBatch()
+			c.s.stats.requests.Add(1)
 			c.s.stats.bad.Add(1)
 			c.out = append(c.out, wire.ReplyUnterminated...)
 			return io.EOF
@@ -201,10 +202,12 @@ func (c *conn) next() ([]byte, error) {
 		return c.trim(line[:len(line)-1])
 	case err == bufio.ErrBufferFull:
 		return nil, c.tooLong(line)
-	case err == io.EOF && len(bytes.TrimSpace(line)) > 0:
+	case err == io.EOF && len(bytes.Trim(line, " \t\r")) > 0:
 		// A last request without its newline may be a line cut short by
 		// a client that stopped in the middle of a write ("LOG t 12" of
-		// "LOG t 123.5"): it is answered, not executed.
+		// "LOG t 123.5"): it is answered, not executed. Blanks (the
+		// spaces and tabs that separate tokens, a CR) are no request;
+		// other bytes, a form feed say, are, as with their newline.
 		return nil, errUnterminated
 	}
 	return nil, err
@@ -233,6 +236,7 @@ func (c *conn) trim(line []byte) ([]byte, error) {
 // request.
 func (c *conn) tooLong(prefix []byte) error {
 	c.s.stats.longLines.Add(1)
+	c.s.stats.requests.Add(1)
 	c.s.stats.bad.Add(1)
 	c.submitBatch()
 	prefix = bytes.TrimLeft(prefix, " \t") // blanks may come before the command
@@ -349,7 +353,7 @@ func (c *conn) submitBatch() {
 		return
 	}
 	n := len(c.batch)
-	if !c.s.acquire(n) {
+	if !c.s.acquire(n) && !c.acquireAfterCommits(n) {
 		c.batch = c.batch[:0]
 		c.dropNewSeries()
 		c.busy(n)
@@ -367,6 +371,20 @@ func (c *conn) submitBatch() {
 		}
 	}
 	c.submitUnit(nil)
+}
+
+// acquireAfterCommits waits until the batches handed to the writer are
+// committed, which gives their in-flight slots back, and tries again to
+// take n. A client that pipelines many LOGs fills the bound with its own
+// batches: it is held back by its commits, as by its fsyncs, and refused
+// only when other connections' requests leave no room.
+func (c *conn) acquireAfterCommits(n int) bool {
+	if c.lastDone == nil {
+		return false
+	}
+	<-c.lastDone
+	c.lastDone = nil
+	return !c.failed.Load() && c.s.acquire(n)
 }
 
 // createNewSeries creates the series the batch names that did not exist

@@ -1,6 +1,7 @@
 package native
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,13 +71,17 @@ func (c *conn) metrics() error {
 	if len(names) > c.s.opts.MaxMetrics {
 		names = names[:c.s.opts.MaxMetrics]
 	}
-	b, err := json.Marshal(names)
-	if err != nil {
+	// Names print as they were logged: no HTML escapes (a\u003cb for
+	// a<b), which a script would send back in a QUERY. Encode ends the
+	// line.
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(names); err != nil {
 		return c.internal(err)
 	}
 	c.out = append(c.out, "200 "...)
-	c.out = append(c.out, b...)
-	c.out = append(c.out, '\n')
+	c.out = append(c.out, b.Bytes()...)
 	return nil
 }
 

@@ -179,6 +179,25 @@ func TestRequests(t *testing.T) {
 	}
 }
 
+// TestMetricsNames: METRICS prints the names as they are logged, as a
+// JSON array of strings: no HTML escapes (a<b, not a\u003cb) that a
+// script would then send back in a QUERY.
+func TestMetricsNames(t *testing.T) {
+	ts := startServer(t, Options{})
+	c := dial(t, ts.addr)
+	for _, id := range []string{"a<b&c>", `q"uote\`, "café"} {
+		if got := c.do("LOG " + id + " 1"); got != "201 Metric Inserted" {
+			t.Fatalf("LOG %s: %q", id, got)
+		}
+	}
+	if got, want := c.do("METRICS"), `200 ["a<b&c>","café","q\"uote\\"]`; got != want {
+		t.Errorf("METRICS: %s, want %s", got, want)
+	}
+	if got, want := c.do("METRICS a<"), `200 ["a<b&c>"]`; got != want {
+		t.Errorf("METRICS a<: %s, want %s", got, want)
+	}
+}
+
 func TestMaxSeries(t *testing.T) {
 	ts := startServer(t, Options{MaxSeries: 2})
 	c := dial(t, ts.addr)
@@ -535,6 +554,32 @@ func TestMaxInflight(t *testing.T) {
 	}
 }
 
+// TestMaxInflightOwnPipeline: a client pipelining more LOGs than
+// --max-inflight, alone on the server, is not refused: its batches wait
+// for its own earlier ones to be committed (and give their slots back)
+// rather than get 503.
+func TestMaxInflightOwnPipeline(t *testing.T) {
+	ts := startServer(t, Options{MaxInflight: 10})
+	c := dial(t, ts.addr)
+	const n = 2000
+	var req strings.Builder
+	for i := range n {
+		fmt.Fprintf(&req, "LOG own %d %d\n", i, 1650931200+i)
+	}
+	c.sendAsync(req.String())
+	for i := range n {
+		if got := c.line(); got != "201 Metric Inserted\n" {
+			t.Fatalf("reply %d: %q", i, got)
+		}
+	}
+	if got := c.do("QUERY own COUNT 100000"); got != fmt.Sprintf("200 [%d]", n) {
+		t.Fatal(got)
+	}
+	if busy := ts.srv.Stats().Busy; busy != 0 {
+		t.Errorf("%d requests refused as busy", busy)
+	}
+}
+
 func TestLongLine(t *testing.T) {
 	ts := startServer(t, Options{})
 	// Blanks before the command, more than the 64 bytes the command is
@@ -558,8 +603,22 @@ func TestLongLine(t *testing.T) {
 			t.Fatalf("after a long id: %q", got)
 		}
 	}
+	// The limit does not count the line ending, "\r\n" included.
+	c = dial(t, ts.addr)
+	c.sendAsync("LOG " + strings.Repeat("x", MaxLine-len("LOG  1")) + " 1\r\nPING\r\n")
+	if got := c.line(); got != "400 Bad Request -- LOG <id:str> <value:float>\n" {
+		t.Fatalf("line of %d bytes and CR LF: %q", MaxLine, got)
+	}
+	if got := c.line(); got != "200 PONG\n" {
+		t.Fatalf("after a line of %d bytes and CR LF: %q", MaxLine, got)
+	}
 	if got := dial(t, ts.addr).do("PING"); got != "200 PONG" {
 		t.Fatal(got)
+	}
+	// Every line answered counts as a request: a line too long too, so
+	// that the bad requests are never more than the requests.
+	if st := ts.srv.Stats(); st.Requests != 10 || st.BadRequests != 6 {
+		t.Errorf("%d requests, %d bad; want 10 and 6", st.Requests, st.BadRequests)
 	}
 }
 
@@ -591,8 +650,41 @@ func TestLastLineWithoutNewline(t *testing.T) {
 	if got := dial(t, ts.addr).do("QUERY a COUNT 100000"); got != "200 [1]" {
 		t.Errorf("after a cut LOG: %s, want only the first sample", got)
 	}
-	if st := ts.srv.Stats(); st.BadRequests != 1 {
-		t.Errorf("BadRequests %d, want 1", st.BadRequests)
+	if st := ts.srv.Stats(); st.Requests != 3 || st.BadRequests != 1 {
+		t.Errorf("%d requests, %d bad; want 3 (the cut LOG one of them) and 1", st.Requests, st.BadRequests)
+	}
+}
+
+// TestLastBytesWithoutNewline: what follows the last newline is a request
+// unless it is only the blanks that separate tokens (spaces, tabs) and a
+// CR: a form feed or a no-break space there is an unknown command cut
+// by the close, as it is with its newline.
+func TestLastBytesWithoutNewline(t *testing.T) {
+	ts := startServer(t, Options{})
+	for _, tc := range []struct {
+		tail string
+		cut  bool
+	}{
+		{" \t \r", false},
+		{"", false},
+		{"\f", true},
+		{"\u00a0", true},
+		{" PING", true},
+	} {
+		c := dial(t, ts.addr)
+		c.send("PING\n" + tc.tail)
+		c.conn.(*net.TCPConn).CloseWrite()
+		b, err := io.ReadAll(c.r)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.tail, err)
+		}
+		want := "200 PONG\n"
+		if tc.cut {
+			want += string(wire.ReplyUnterminated)
+		}
+		if string(b) != want {
+			t.Errorf("PING and %q before the close: %q, want %q", tc.tail, b, want)
+		}
 	}
 }
 
@@ -793,11 +885,18 @@ func waitConns(t *testing.T, srv *Server, n int64) {
 }
 
 // TestBigQueryNotKept: a connection that answered a QUERY of many windows
-// does not keep the windows' memory while it idles; every open connection
-// may have asked for one.
+// does not keep the windows' memory, nor the reply's, while it idles;
+// every open connection may have asked for one. The replies are of 1.5 MB
+// and of just under 1 MiB (200,000 windows of "1.5, ").
 func TestBigQueryNotKept(t *testing.T) {
+	for _, n := range []int{300000, 200000} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) { testBigQueryNotKept(t, n) })
+	}
+}
+
+func testBigQueryNotKept(t *testing.T, n int) {
 	ts := startServer(t, Options{})
-	const n, conns = 300000, 4
+	const conns = 4
 	ref, err := ts.db.GetOrCreate([]byte("big"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -825,16 +924,19 @@ func TestBigQueryNotKept(t *testing.T) {
 	before := heap()
 	for range conns {
 		c := dial(t, ts.addr)
-		got := c.do("QUERY big SUM 1")
-		if want := len("200 []") + n*len("1.5, ") - len(", "); len(got) != want {
-			t.Fatalf("QUERY reply of %d bytes, want %d", len(got), want)
+		for range 3 { // the connection's reply buffers take turns
+			got := c.do("QUERY big SUM 1")
+			if want := len("200 []") + n*len("1.5, ") - len(", "); len(got) != want {
+				t.Fatalf("QUERY reply of %d bytes, want %d", len(got), want)
+			}
+			c.do("PING")
 		}
 		// The connection stays open, idle.
 	}
-	const points = conns * n * 16 // bytes of the windows' points
-	if grown := int64(heap()) - int64(before); grown > points/4 {
-		t.Errorf("heap grew %d MiB after %d connections each answered a QUERY of %d windows, and stays so while they idle",
-			grown>>20, conns, n)
+	reply := n * len("1.5, ") // bytes of one reply
+	if grown := int64(heap()) - int64(before); grown > int64(conns*reply/4) {
+		t.Errorf("heap grew %d KiB after %d connections each answered QUERYs of %d windows (%d KiB), and stays so while they idle",
+			grown>>10, conns, n, reply>>10)
 	}
 }
 

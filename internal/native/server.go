@@ -55,7 +55,10 @@ type Options struct {
 	// MaxConns bounds open connections. Default 1024.
 	MaxConns int
 	// MaxInflight bounds requests being executed over all connections; a
-	// batch of pipelined LOGs counts one per line. Default 65536.
+	// batch of pipelined LOGs counts one per line. A connection's batch
+	// that does not fit first waits for that connection's earlier
+	// batches to be committed, and is refused only if it still does not
+	// fit. Default 65536.
 	MaxInflight int
 	// IdleTimeout closes a connection that sends nothing for this long.
 	// Default 5m.

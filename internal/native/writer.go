@@ -22,17 +22,19 @@ func (c *conn) writer() {
 		events <-chan [][]byte
 		failed bool // a batch was refused or a write failed: answer and commit nothing more
 	)
-	flush := func() {
-		if len(buf) == 0 || failed {
-			buf = buf[:0]
+	send := func(b []byte) {
+		if len(b) == 0 || failed {
 			return
 		}
-		if err := c.write(buf); err != nil {
+		if err := c.write(b); err != nil {
 			c.fail()
 			failed = true
 		}
+	}
+	flush := func() {
+		send(buf)
 		if cap(buf) > 1<<20 {
-			buf = nil // do not keep a huge QUERY reply's buffer
+			buf = nil // do not keep the room of a rare burst (of ALERT lines)
 		} else {
 			buf = buf[:0]
 		}
@@ -68,7 +70,12 @@ func (c *conn) writer() {
 			flush()
 			return
 		}
-		if !failed {
+		if len(u.out) > maxKeptOut {
+			// A big reply (a QUERY's) is written as it is: copied into
+			// buf, its room would stay with the idle connection.
+			flush()
+			send(u.out)
+		} else if !failed {
 			buf = append(buf, u.out...)
 		}
 		if len(u.batch) == 0 {
@@ -187,10 +194,16 @@ func (c *conn) fail() {
 	c.nc.SetReadDeadline(time.Now())
 }
 
+// maxKeptOut bounds the reply buffer a unit keeps for reuse. The reader
+// hands its replies over once they pass flushAt, so only a big reply (a
+// QUERY's, a METRICS') makes a buffer grow beyond: its room is let go,
+// not kept by a connection that may idle for hours.
+const maxKeptOut = 2 * flushAt
+
 // recycle returns a unit's buffers for the reader to reuse, unless they
 // grew large.
 func (c *conn) recycle(u *unit) {
-	if cap(u.out) > 1<<20 {
+	if cap(u.out) > maxKeptOut {
 		u.out = nil
 	}
 	if cap(u.batch) > 2*maxBatch {
