@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -178,6 +179,8 @@ func New(opts Options) (*Monitor, error) {
 	if opts.Interval <= 0 {
 		opts.Interval = 60 * time.Second
 	}
+	// "http://host/" would make generatorURL "http://host//api/...".
+	opts.ExternalURL = strings.TrimRight(opts.ExternalURL, "/")
 	if opts.Receiver == "" {
 		opts.Receiver = "vigia"
 	}

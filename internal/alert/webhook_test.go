@@ -349,3 +349,13 @@ func TestSubscriberBigCheck(t *testing.T) {
 		t.Fatalf("subscriber got %d of %d notifications of one check, %d dropped", got, rules, m.Stats().SubscriberDrops)
 	}
 }
+
+// TestExternalURLSlash: an --external-url ending in a slash does not make
+// generatorURL hold "//".
+func TestExternalURLSlash(t *testing.T) {
+	m := newTestMonitor(t, newFakeStore("x"), Options{ExternalURL: "http://vigia.test:7575/"})
+	a := m.amAlert(&event{ID: 3, State: "firing"})
+	if a.GeneratorURL != "http://vigia.test:7575/api/v1/alerts/3" {
+		t.Fatalf("generatorURL %q", a.GeneratorURL)
+	}
+}
