@@ -200,9 +200,10 @@ func (w *Windows) Result() []Point {
 }
 
 // maxKept is the most points, or aggregates, a Windows or Executor keeps
-// room for between uses: a big result's memory is let go, not held by
-// every reused value that once made one.
-const maxKept = 1 << 16
+// room for between uses (128 KiB of points; a day of one-minute windows is
+// 1,440): a big result's memory is let go, not held by every reused value
+// that once made one, such as each of a thousand idle connections.
+const maxKept = 1 << 13
 
 // Reset empties w for reuse with the same or new settings, letting go of
 // the room of a big result.
