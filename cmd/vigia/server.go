@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -73,6 +74,10 @@ func runServer(args []string) int {
 			fmt.Fprintf(os.Stderr, "vigia server: %s must not be empty%s\n", c.flag, c.hint)
 			return 2
 		}
+	}
+	if o.NativeAddr == o.HTTPAddr && o.NativeAddr != "off" && !strings.HasSuffix(o.NativeAddr, ":0") {
+		fmt.Fprintf(os.Stderr, "vigia server: --native-addr and --http-addr are both %s: give each its own port\n", o.NativeAddr)
+		return 2
 	}
 	// Check URLs now rather than after a store open that may replay a long
 	// write-ahead log.

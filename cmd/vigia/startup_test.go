@@ -116,6 +116,7 @@ func TestStartupErrors(t *testing.T) {
 		{"--retention", "0"}, {"--retention", "-1h"}, {"--alert-interval", "-1s"}, {"--idle-timeout", "0"},
 		{"--flush-interval", "0s"},
 		{"--data-dir", ""}, {"--native-addr", ""}, {"--http-addr", ""},
+		{"--native-addr", "127.0.0.1:7599", "--http-addr", "127.0.0.1:7599"},
 		{"--alert-webhook", "example.com/hook"}, {"--alert-webhook", "ftp://example.com"}, {"--external-url", "vigia:7575"},
 	} {
 		t.Run("flag "+strings.Join(args, " "), func(t *testing.T) {
