@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/vigia-mon/vigia/internal/native/wire"
@@ -131,3 +133,37 @@ type stringsFlag []string
 
 func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
 func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+// bytesFlag is a size in bytes, written as a whole number with an optional
+// unit: 512MiB, 1GiB, 65536, 64KiB.
+type bytesFlag int64
+
+var byteUnits = []struct {
+	suffix string
+	n      int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}}
+
+func (b *bytesFlag) String() string {
+	for _, u := range byteUnits[:4] {
+		if n := int64(*b); n != 0 && n%u.n == 0 && (n/u.n < 1024 || u.suffix == "TiB") {
+			return strconv.FormatInt(n/u.n, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(*b), 10)
+}
+
+func (b *bytesFlag) Set(v string) error {
+	num, mult := v, int64(1)
+	for _, u := range byteUnits {
+		if s, ok := strings.CutSuffix(v, u.suffix); ok {
+			num, mult = s, u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return fmt.Errorf("want a size such as 512MiB, 1GiB or a number of bytes")
+	}
+	*b = bytesFlag(n * mult)
+	return nil
+}

@@ -114,7 +114,7 @@ func TestStartupErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"--max-conns", "-5"}, {"--http-max-conns", "0"}, {"--max-inflight", "0"}, {"--max-series", "0"}, {"--max-query-points", "-1"},
 		{"--retention", "0"}, {"--retention", "-1h"}, {"--alert-interval", "-1s"}, {"--idle-timeout", "0"},
-		{"--flush-interval", "0s"},
+		{"--flush-interval", "0s"}, {"--max-query-memory", "0"},
 		{"--data-dir", ""}, {"--native-addr", ""}, {"--http-addr", ""},
 		{"--native-addr", "127.0.0.1:7599", "--http-addr", "127.0.0.1:7599"},
 		{"--alert-webhook", "example.com/hook"}, {"--alert-webhook", "ftp://example.com"}, {"--external-url", "vigia:7575"},

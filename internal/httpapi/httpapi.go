@@ -42,6 +42,10 @@ type Options struct {
 	// MaxQueryPoints caps the windows of a query reply; beyond it the
 	// query gets a 400. Default 1,000,000.
 	MaxQueryPoints int
+	// QueryBudget, if not nil, bounds the memory of the queries running at
+	// once (shared with the native protocol's); a query that finds none
+	// left gets 503.
+	QueryBudget *query.Budget
 	// WriteTimeout bounds each write of a reply that is sent in pieces
 	// (query, export): a client that stops reading for longer loses its
 	// connection, and the server lets go of what the reply held (a scan of
@@ -206,8 +210,15 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var ex query.Executor
+	defer ex.Release() // once the reply is written: its windows are charged to the budget until then
 	pts, err := ex.Run(a.opts.Store, query.Spec{Name: []byte(name), Op: op, Step: secs * 1000,
-		From: mint, HasFrom: hasFrom, To: maxt, HasTo: maxt != math.MaxInt64, MaxPoints: a.opts.MaxQueryPoints})
+		From: mint, HasFrom: hasFrom, To: maxt, HasTo: maxt != math.MaxInt64,
+		MaxPoints: a.opts.MaxQueryPoints, Budget: a.opts.QueryBudget})
+	if errors.Is(err, query.ErrBusy) {
+		w.Header().Set("Retry-After", "1")
+		httpjson.Error(w, http.StatusServiceUnavailable, "The server is busy, try again later: the queries running hold the memory for results (--max-query-memory)")
+		return
+	}
 	if errors.Is(err, query.ErrNotFound) {
 		httpjson.Error(w, http.StatusNotFound, "metric not found")
 		return

@@ -57,6 +57,9 @@ type conn struct {
 	newAt    []newSample
 	qx       query.Executor
 	unsub    func()
+	// outCharge is what out holds of the query budget (a big QUERY
+	// reply's); it goes with out to the writer.
+	outCharge int64
 
 	queue    chan *unit    // to the writer
 	lastDone chan struct{} // committed channel of the last batch handed to the writer
@@ -73,6 +76,7 @@ type conn struct {
 // replies of a batch of LOGs once committed.
 type unit struct {
 	out       []byte
+	charge    int64 // of the query budget, held by out until it is sent
 	batch     []tsdb.Sample
 	events    <-chan [][]byte // SUBSCRIBE: push these from now on, a check's notifications at a time
 	committed chan struct{}   // closed once batch is committed or given up
@@ -428,6 +432,7 @@ func (c *conn) submit() {
 func (c *conn) submitUnit(events <-chan [][]byte) {
 	u := c.getUnit()
 	u.out, c.out = c.out, u.out[:0]
+	u.charge, c.outCharge = c.outCharge, 0
 	u.batch, c.batch = c.batch, u.batch[:0]
 	u.events = events
 	u.committed = nil

@@ -41,9 +41,22 @@ func (c *conn) query() error {
 	pts, err := c.qx.Run(c.s.opts.Store, query.Spec{
 		Name: r.ID, Op: r.Op, Step: r.Secs * 1000,
 		From: r.From, HasFrom: r.HasFrom, To: r.To, HasTo: r.HasTo,
-		MaxPoints: c.s.opts.MaxQueryPoints,
+		MaxPoints: c.s.opts.MaxQueryPoints, Budget: c.s.opts.QueryBudget,
 	})
+	// A big reply is charged to the budget too, until the writer has sent
+	// it: the windows are let go once it is built, the reply is not.
+	var charge int64
+	if err == nil && len(pts) > bigReplyPoints {
+		if charge = query.ReplyBytes(len(pts)); !c.s.opts.QueryBudget.Take(charge) {
+			err = query.ErrBusy
+		}
+	}
 	switch {
+	case errors.Is(err, query.ErrBusy):
+		c.qx.Release()
+		c.s.stats.queryBusy.Add(1)
+		c.out = append(c.out, wire.ReplyBusy...)
+		return nil
 	case errors.Is(err, query.ErrNotFound):
 		c.out = append(c.out, wire.ReplyMetricNotFound...)
 		return nil
@@ -58,8 +71,18 @@ func (c *conn) query() error {
 	c.out = query.AppendPoints(c.out, r.Op, pts)
 	c.out = append(c.out, '\n')
 	c.qx.Release() // not kept while the connection idles
+	if charge > 0 {
+		// Handed over now, with its charge, which the writer gives back
+		// once the reply is sent (recycle).
+		c.outCharge = charge
+		c.submit()
+	}
 	return nil
 }
+
+// bigReplyPoints is the most windows a QUERY reply holds without being
+// charged to the query budget (about 200 KiB of text).
+const bigReplyPoints = 8192
 
 // metrics answers METRICS [prefix]: a JSON array of series names, sorted,
 // at most MaxMetrics of them.

@@ -203,6 +203,8 @@ const maxKeptOut = 2 * flushAt
 // recycle returns a unit's buffers for the reader to reuse, unless they
 // grew large.
 func (c *conn) recycle(u *unit) {
+	c.s.opts.QueryBudget.Give(u.charge)
+	u.charge = 0
 	if cap(u.out) > maxKeptOut {
 		u.out = nil
 	}

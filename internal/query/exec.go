@@ -38,6 +38,10 @@ type Spec struct {
 	// MaxPoints bounds the windows of the result (and so the memory a
 	// query takes); 0 means no bound.
 	MaxPoints int
+	// Budget, if not nil, is charged with the memory of the result beyond
+	// a small allowance (128 KiB) as it grows, until Release; when it has
+	// none left, Run returns ErrBusy.
+	Budget *Budget
 }
 
 // Executor runs queries, reusing its buffers. The zero value is ready; an
@@ -46,6 +50,9 @@ type Spec struct {
 type Executor struct {
 	win  Windows
 	aggs []tsdb.Aggregate
+
+	budget *Budget
+	held   int64 // taken from budget
 }
 
 // Run computes q's windows: one point per window holding samples, oldest
@@ -56,12 +63,22 @@ type Executor struct {
 // of its resolution; otherwise those times hold no points). The returned
 // slice is valid until the next Run.
 func (e *Executor) Run(st Store, q Spec) ([]Point, error) {
+	e.Release()
+	pts, err := e.run(st, q)
+	if err != nil {
+		e.Release()
+		return nil, err
+	}
+	return pts, nil
+}
+
+func (e *Executor) run(st Store, q Spec) ([]Point, error) {
 	refs := st.RefsByName(q.Name)
 	if len(refs) == 0 {
 		return nil, ErrNotFound
 	}
+	e.budget = q.Budget
 	w := &e.win
-	w.Reset()
 	w.Op, w.Step = q.Op, q.Step
 	if q.HasFrom {
 		w.Start, w.HasStart = q.From, true
@@ -86,20 +103,47 @@ func (e *Executor) Run(st Store, q Spec) ([]Point, error) {
 		}
 		mint = archived // ScanMerged scans nothing when the archives answered all
 	}
+	busy := false
 	err := ScanMerged(st, refs, mint, maxt, func(ts []int64, vs []float64) bool {
 		w.Add(ts, vs)
+		if !e.charge() {
+			busy = true
+			return false
+		}
 		return q.MaxPoints == 0 || len(w.points) <= q.MaxPoints
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, err
+	case busy:
+		return nil, ErrBusy
 	}
 	pts := w.Result()
 	if q.MaxPoints > 0 && len(pts) > q.MaxPoints {
-		w.Reset()
 		w.points = nil // let go of them
 		return nil, ErrTooManyPoints
 	}
+	if !e.charge() { // the window Result closed
+		return nil, ErrBusy
+	}
 	return pts, nil
+}
+
+// charge takes from the budget what the result's room has grown to beyond
+// the free allowance, and reports whether it was left.
+func (e *Executor) charge() bool {
+	if e.budget == nil {
+		return true
+	}
+	need := int64(cap(e.win.points))*pointBytes + int64(cap(e.aggs))*aggregateBytes - freeBytes
+	if need <= e.held {
+		return true
+	}
+	if !e.budget.Take(need - e.held) {
+		return false
+	}
+	e.held = need
+	return true
 }
 
 // archiveFor returns the coarsest archive resolution whose points each fall
@@ -119,12 +163,17 @@ func archiveFor(q Spec, archived int64) time.Duration {
 func (e *Executor) addArchived(st Store, refs []tsdb.SeriesRef, res time.Duration, mint, maxt int64) error {
 	e.aggs = e.aggs[:0]
 	for _, ref := range refs {
+		busy := false
 		err := st.ScanAggregates(ref, res, mint, maxt, func(a []tsdb.Aggregate) bool {
 			e.aggs = append(e.aggs, a...)
-			return true
+			busy = !e.charge()
+			return !busy
 		})
 		if err != nil {
 			return err
+		}
+		if busy {
+			return ErrBusy
 		}
 	}
 	if len(refs) > 1 {
@@ -139,14 +188,21 @@ func (e *Executor) addArchived(st Store, refs []tsdb.SeriesRef, res time.Duratio
 		e.win.AddAggregate(a.T, a.Count, a.Sum, a.Min, a.Max, a.Last)
 	}
 	if cap(e.aggs) > maxKept {
-		e.aggs = nil
+		e.aggs = nil // still charged, until Release
+	}
+	if !e.charge() {
+		return ErrBusy
 	}
 	return nil
 }
 
 // Release ends the use of the last result, letting go of its memory if it
 // was big.
-func (e *Executor) Release() { e.win.Reset() }
+func (e *Executor) Release() {
+	e.win.Reset()
+	e.budget.Give(e.held)
+	e.held, e.budget = 0, nil
+}
 
 // ScanMerged calls fn with the samples of every ref in [mint, maxt) in
 // time order; samples with equal times keep the order of refs. fn returning

@@ -25,6 +25,7 @@ import (
 	"github.com/vigia-mon/vigia/internal/ingest"
 	"github.com/vigia-mon/vigia/internal/native"
 	"github.com/vigia-mon/vigia/internal/netlimit"
+	"github.com/vigia-mon/vigia/internal/query"
 	"github.com/vigia-mon/vigia/internal/tsdb"
 )
 
@@ -43,6 +44,10 @@ type Options struct {
 	MaxSeries    int // series a LOG may create; default 1,000,000
 	// MaxQueryPoints caps the windows of one query reply; default 1,000,000.
 	MaxQueryPoints int
+	// MaxQueryMemory bounds the memory the results of the queries running
+	// at once take (native QUERY and HTTP query); a query that finds none
+	// left is refused with 503. Default 512 MiB.
+	MaxQueryMemory int64
 	IdleTimeout    time.Duration
 
 	AlertInterval    time.Duration // default 60s
@@ -149,6 +154,11 @@ func Open(opts Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("alerts: %w", err)
 	}
 
+	maxQueryMemory := opts.MaxQueryMemory
+	if maxQueryMemory <= 0 {
+		maxQueryMemory = 512 << 20
+	}
+	budget := query.NewBudget(maxQueryMemory)
 	s.native = native.New(native.Options{
 		Store:          s.db,
 		Writer:         ingest.New(s.db, s.alerts),
@@ -157,6 +167,7 @@ func Open(opts Options) (_ *Server, err error) {
 		MaxInflight:    opts.MaxInflight,
 		MaxSeries:      opts.MaxSeries,
 		MaxQueryPoints: opts.MaxQueryPoints,
+		QueryBudget:    budget,
 		IdleTimeout:    opts.IdleTimeout,
 		Logger:         opts.Logger,
 	})
@@ -166,6 +177,7 @@ func Open(opts Options) (_ *Server, err error) {
 			Store:          s.db,
 			Gatherer:       reg,
 			MaxQueryPoints: opts.MaxQueryPoints,
+			QueryBudget:    budget,
 			Alerts:         s.alerts.Handler(),
 			Logger:         opts.Logger,
 		}),

@@ -1,0 +1,48 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigia-mon/vigia/internal/query"
+	"github.com/vigia-mon/vigia/internal/tsdb"
+)
+
+// TestQueryBudget: a query whose windows do not fit in what the budget has
+// left gets 503 with Retry-After; a small one is answered; what a query
+// took is given back once its reply is written.
+func TestQueryBudget(t *testing.T) {
+	db, err := tsdb.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var pts [][2]float64
+	for i := range 50_000 {
+		pts = append(pts, [2]float64{float64(1650931200000 + 1000*i), float64(i)})
+	}
+	logSamples(t, db, "m", nil, pts...)
+	const size = 256 << 10
+	budget := query.NewBudget(size)
+	srv := httptest.NewServer(Handler(Options{Store: db, Gatherer: prometheus.NewRegistry(), QueryBudget: budget}))
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL + "/api/v1/query?name=m&op=MAX&secs=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("50,000 windows in a 256 KiB budget: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if code, body := get(t, "GET", srv.URL+"/api/v1/query?name=m&op=COUNT&secs=10000"); code != 200 || !strings.Contains(body, `"value":10000`) {
+		t.Fatalf("a small query: %d %.200s", code, body)
+	}
+	if budget.Free() != size {
+		t.Fatalf("budget has %d bytes free after the queries, want %d", budget.Free(), size)
+	}
+}

@@ -1,0 +1,62 @@
+package query
+
+import (
+	"errors"
+	"math"
+	"testing"
+)
+
+// TestExecutorBudget: a result is charged to the budget as it grows, beyond
+// the allowance every executor keeps anyway, until Release; a result that
+// does not fit is ErrBusy and gives back what it took, and MaxPoints keeps
+// its own error.
+func TestExecutorBudget(t *testing.T) {
+	st := &genStore{n: []int64{100_000}, start: []int64{0}, step: []int64{1000}}
+	q := Spec{Name: []byte("m"), Op: Max, Step: 1000}
+
+	big := NewBudget(1 << 30)
+	var e Executor
+	q.Budget = big
+	pts, err := e.Run(st, q)
+	if err != nil || len(pts) != 100_000 {
+		t.Fatalf("%d points, %v", len(pts), err)
+	}
+	held := 1<<30 - big.Free()
+	if min := int64(100_000*pointBytes - freeBytes); held < min {
+		t.Fatalf("held %d bytes for 100,000 windows, want at least %d", held, min)
+	}
+	e.Release()
+	if big.Free() != 1<<30 {
+		t.Fatalf("after Release %d bytes free", big.Free())
+	}
+
+	small := NewBudget(1 << 20)
+	q.Budget = small
+	if _, err := e.Run(st, q); !errors.Is(err, ErrBusy) || small.Free() != 1<<20 {
+		t.Fatalf("100,000 windows in 1 MiB: %v, %d bytes free", err, small.Free())
+	}
+	q.Step = 100_000 // 1,000 windows: within the allowance
+	if pts, err := e.Run(st, q); err != nil || len(pts) != 1000 || small.Free() != 1<<20 {
+		t.Fatalf("1,000 windows: %d, %v, %d bytes free", len(pts), err, small.Free())
+	}
+	q.Step, q.MaxPoints = 1000, 10
+	if _, err := e.Run(st, q); !errors.Is(err, ErrTooManyPoints) || small.Free() != 1<<20 {
+		t.Fatalf("past MaxPoints: %v, %d bytes free", err, small.Free())
+	}
+}
+
+// TestReplyBytes: ReplyBytes bounds the reply text of the longest values.
+func TestReplyBytes(t *testing.T) {
+	pts := make([]Point, 1000)
+	for i := range pts {
+		pts[i].Value = -math.SmallestNonzeroFloat64 * 1e15 // -4.940656458412465e-309
+		if i%2 == 1 {
+			pts[i].Value = -2.2250738585072014e-308
+		}
+	}
+	for _, op := range []Op{Max, Avg, Count} {
+		if got := len(AppendPoints(nil, op, pts)); int64(got) > ReplyBytes(len(pts)) {
+			t.Errorf("%v: %d bytes, ReplyBytes %d", op, got, ReplyBytes(len(pts)))
+		}
+	}
+}
