@@ -137,17 +137,19 @@ func longSeries(tb testing.TB, n int, flush bool) (*DB, SeriesRef) {
 }
 
 // BenchmarkScan1M scans a 1,000,000-sample series and computes MAX over
-// 60 s windows, as QUERY id MAX 60 does: from parts, and from the head.
+// 60 s windows, as QUERY id MAX 60 does: from parts, from the head, and
+// from parts with a late sample in the head (runs merged by time).
 func BenchmarkScan1M(b *testing.B) {
-	for _, flushed := range []bool{true, false} {
-		name := "parts"
-		if !flushed {
-			name = "head"
-		}
+	for _, name := range []string{"parts", "head", "late"} {
 		b.Run(name, func(b *testing.B) {
 			const n = 1_000_000
-			db, ref := longSeries(b, n, flushed)
+			db, ref := longSeries(b, n, name != "head")
 			defer func() { b.StopTimer(); db.Close() }()
+			if name == "late" {
+				if err := db.Append([]Sample{{ref, refStart + 1, 1}}); err != nil {
+					b.Fatal(err)
+				}
+			}
 			b.ReportAllocs()
 			b.SetBytes(n * 16)
 			b.ResetTimer()

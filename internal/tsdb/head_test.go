@@ -2,6 +2,8 @@ package tsdb
 
 import (
 	"fmt"
+	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -179,5 +181,61 @@ func TestChunkListRanges(t *testing.T) {
 				t.Fatalf("[%d, %d): samples differ", mint, mint+span)
 			}
 		}
+	}
+}
+
+// A scan whose runs overlap in time (a late sample among a flushed series)
+// merges them block by block: its memory does not grow with the samples
+// in range. It used to decode the whole range into memory, twice over
+// for the merge, so that one late sample made every query of a busy
+// series take hundreds of bytes per sample.
+func TestScanMergedMemory(t *testing.T) {
+	db := openTest(t, t.TempDir(), nil)
+	defer db.Close()
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	const n = 1 << 20
+	ss := make([]Sample, 1<<16)
+	for i := 0; i < n; i += len(ss) {
+		for k := range ss {
+			ss[k] = Sample{ref, int64(i+k) * 10, float64(k % 100)}
+		}
+		if err := db.Append(ss); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	late := []Sample{{ref, n * 5, -1}, {ref, n * 5, -2}, {ref, -1, -3}}
+	if err := db.Append(late); err != nil {
+		t.Fatal(err)
+	}
+	scanPool = sync.Pool{New: func() any { return new(scanState) }}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	count, prev := 0, int64(math.MinInt64)
+	var lateVs []float64
+	err := db.Scan(ref, math.MinInt64, math.MaxInt64, func(ts []int64, vs []float64) bool {
+		for i, x := range ts {
+			if x < prev {
+				t.Fatalf("sample %d at %d after %d", count, x, prev)
+			}
+			if vs[i] < 0 {
+				lateVs = append(lateVs, vs[i])
+			}
+			prev = x
+			count++
+		}
+		return true
+	})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if count != n+len(late) || fmt.Sprint(lateVs) != "[-3 -1 -2]" {
+		t.Fatalf("%d samples, late ones %v; want %d, [-3 -1 -2]", count, lateVs, n+len(late))
+	}
+	if b := after.TotalAlloc - before.TotalAlloc; b > 4<<20 {
+		t.Errorf("a scan of %d samples in overlapping runs allocated %d bytes", count, b)
 	}
 }

@@ -1,6 +1,7 @@
 package tsdb
 
 import (
+	"math"
 	"sync"
 )
 
@@ -26,6 +27,9 @@ type scanState struct {
 	bnd  []int
 	head [2]run // the frozen and the active head's runs, if any
 	nh   int
+
+	cursors []cursor        // scanMerged's, one per run
+	decs    []*blockDecoder // one per part run of scanMerged
 }
 
 var scanPool = sync.Pool{New: func() any { return new(scanState) }}
@@ -159,34 +163,107 @@ func (db *DB) scanOrdered(st *scanState, mint, maxt int64, fn func([]int64, []fl
 	return nil
 }
 
-// scanMerged decodes every run in range, merges them stably by time and
-// emits the result.
+// cursor is where scanMerged is in one run: the samples of the run at
+// hand not yet emitted (the rest of the block decoded last, or of the head
+// copy), and the blocks left to decode.
+type cursor struct {
+	ts     []int64
+	vs     []float64
+	p      *part
+	blocks []blockMeta
+	dec    *blockDecoder
+}
+
+// next returns the time of the cursor's next sample or, when it has none
+// at hand, a lower bound of it: the first time of its next block. ok is
+// false once the run is done.
+func (c *cursor) next() (t int64, ok bool) {
+	if len(c.ts) > 0 {
+		return c.ts[0], true
+	}
+	if len(c.blocks) > 0 {
+		return c.blocks[0].minT, true
+	}
+	return 0, false
+}
+
+// scanMerged streams runs that overlap in time, merged by time; among
+// equal times, the samples of an earlier run come first. It decodes a
+// block only when the merge reaches it, so that it holds at most one
+// block per run, however many samples are in range.
 func (db *DB) scanMerged(st *scanState, mint, maxt int64, fn func([]int64, []float64) bool) error {
-	st.mts, st.mvs, st.bnd = st.mts[:0], st.mvs[:0], st.bnd[:0]
-	st.bnd = append(st.bnd, 0)
+	cs := st.cursors[:0]
+	ndec := 0
 	for _, r := range st.runs {
+		c := cursor{p: r.p, blocks: r.blocks}
 		if r.p == nil {
-			st.mts = append(st.mts, st.hts[r.lo:r.hi]...)
-			st.mvs = append(st.mvs, st.hvs[r.lo:r.hi]...)
+			c.ts, c.vs = st.hts[r.lo:r.hi], st.hvs[r.lo:r.hi]
 		} else {
-			for k := range r.blocks {
-				ts, vs, err := r.p.readBlock(&r.blocks[k], &st.dec)
-				if err != nil {
-					return err
-				}
-				lo, hi := searchRange(ts, mint, maxt)
-				st.mts = append(st.mts, ts[lo:hi]...)
-				st.mvs = append(st.mvs, vs[lo:hi]...)
+			if ndec == len(st.decs) {
+				st.decs = append(st.decs, new(blockDecoder))
+			}
+			c.dec = st.decs[ndec]
+			ndec++
+		}
+		cs = append(cs, c)
+	}
+	st.cursors = cs
+	ots, ovs := st.mts[:0], st.mvs[:0]
+	defer func() {
+		st.mts, st.mvs = ots, ovs
+		clear(cs) // let go of the parts
+	}()
+	for {
+		// The cursor whose next sample comes first: the earliest time,
+		// the earliest run among equals.
+		i, ti := -1, int64(0)
+		for k := range cs {
+			if t, ok := cs[k].next(); ok && (i < 0 || t < ti) {
+				i, ti = k, t
 			}
 		}
-		st.bnd = append(st.bnd, len(st.mts))
-	}
-	ts, vs := st.mergeRuns()
-	for i := 0; i < len(ts); i += scanChunk {
-		j := min(i+scanChunk, len(ts))
-		if !fn(ts[i:j], vs[i:j]) {
-			return nil
+		if i < 0 {
+			break
 		}
+		c := &cs[i]
+		if len(c.ts) == 0 {
+			ts, vs, err := c.p.readBlock(&c.blocks[0], c.dec)
+			if err != nil {
+				return err
+			}
+			c.blocks = c.blocks[1:]
+			lo, hi := searchRange(ts, mint, maxt)
+			c.ts, c.vs = ts[lo:hi], vs[lo:hi]
+			continue
+		}
+		// Emit c's samples up to the next sample of another run: before
+		// it, or at its time too if that run came later.
+		lim, incl := int64(math.MaxInt64), true
+		for k := range cs {
+			if t, ok := cs[k].next(); ok && k != i {
+				if t < lim {
+					lim, incl = t, k > i
+				} else if t == lim && k < i {
+					incl = false
+				}
+			}
+		}
+		n, m := 1, min(len(c.ts), scanChunk-len(ots))
+		for n < m && (c.ts[n] < lim || incl && c.ts[n] == lim) {
+			n++
+		}
+		ots = append(ots, c.ts[:n]...)
+		ovs = append(ovs, c.vs[:n]...)
+		c.ts, c.vs = c.ts[n:], c.vs[n:]
+		if len(ots) >= scanChunk {
+			if !fn(ots, ovs) {
+				return nil
+			}
+			ots, ovs = ots[:0], ovs[:0]
+		}
+	}
+	if len(ots) > 0 {
+		fn(ots, ovs)
 	}
 	return nil
 }
