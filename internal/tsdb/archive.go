@@ -466,9 +466,6 @@ func mergeArchiveSeries(in []*part, fn func(ref SeriesRef, pts []Aggregate) erro
 func (db *DB) ArchivedTo() int64 {
 	db.viewMu.RLock()
 	defer db.viewMu.RUnlock()
-	if db.archivedTo == 0 {
-		return math.MinInt64
-	}
 	return db.archivedTo
 }
 

@@ -321,3 +321,35 @@ func TestScanAggregatesWholeRange(t *testing.T) {
 		}
 	}
 }
+
+// ArchivedTo reports where retention archived up to, also when that is
+// the unix epoch itself: it used to report math.MinInt64 then, as if
+// nothing were archived, so that callers looked for raw samples that were
+// gone.
+func TestArchivedToEpoch(t *testing.T) {
+	now := time.UnixMilli(2*dayMillis + 3600_000).UTC()
+	db := openTest(t, t.TempDir(), retentionOpts(&now))
+	defer db.Close()
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	if err := db.Append([]Sample{{ref, -1000, 1}, {ref, 1000, 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := db.ArchivedTo(); got != math.MinInt64 {
+		t.Fatalf("ArchivedTo before retention: %d", got)
+	}
+	if err := db.applyRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if got := db.ArchivedTo(); got != 0 {
+		t.Fatalf("ArchivedTo after archiving the day before the epoch: %d, want 0", got)
+	}
+	if ts, _ := collect(t, db, ref, math.MinInt64, 0); len(ts) != 0 {
+		t.Fatalf("raw samples before ArchivedTo: %v", ts)
+	}
+	if got := scanAggregates(t, db, ref, time.Minute, math.MinInt64, 0); len(got) != 1 || got[0].Count != 1 {
+		t.Fatalf("archived windows: %+v", got)
+	}
+}
