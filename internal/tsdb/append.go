@@ -96,6 +96,15 @@ func (db *DB) requeueSeries(buf []byte) {
 	db.qmu.Unlock()
 }
 
+// MinTime and MaxTime bound the sample times Append accepts, in unix
+// milliseconds: about 146 million years either side of 1970. Within them
+// the arithmetic of windows and partitions cannot overflow, and a Scan up
+// to math.MaxInt64, which it leaves out, finds every sample.
+const (
+	MinTime int64 = -1 << 62
+	MaxTime int64 = 1<<62 - 1
+)
+
 // maxRecordSamples bounds the samples of one WAL record: at most 29 bytes
 // each, a record stays far below walMaxRecord, which replay trusts. A
 // larger Append is written as several records, in one commit.
@@ -107,8 +116,9 @@ var encPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &
 // are durable in the WAL (synced by the group committer); they are then
 // readable by Scan. Samples may be in any time order, and duplicates are
 // kept. It returns ErrOverloaded at once when too many samples are queued,
-// ErrUnknownSeries for a ref GetOrCreate never returned, and ErrClosed after
-// Close. Append does not keep samples after it returns.
+// ErrUnknownSeries for a ref GetOrCreate never returned, ErrTimeRange for a
+// time outside [MinTime, MaxTime], and ErrClosed after Close, storing none
+// of the samples. Append does not keep samples after it returns.
 func (db *DB) Append(samples []Sample) error {
 	if len(samples) == 0 {
 		return nil
@@ -116,10 +126,15 @@ func (db *DB) Append(samples []Sample) error {
 	if err := db.waitHeadRoom(); err != nil {
 		return err
 	}
-	n := SeriesRef(db.idx.len())
+	// Refs below the highest may have no series (maxRefHoles): their
+	// samples would be acknowledged and then skipped.
+	refs := db.idx.snapshot()
 	for _, s := range samples {
-		if s.Ref == 0 || s.Ref > n {
+		if s.Ref == 0 || uint64(s.Ref) > uint64(len(refs)) || refs[s.Ref-1] == nil {
 			return fmt.Errorf("%w: %d", ErrUnknownSeries, s.Ref)
+		}
+		if s.T < MinTime || s.T > MaxTime {
+			return fmt.Errorf("%w: %d", ErrTimeRange, s.T)
 		}
 	}
 	bp := encPool.Get().(*[]byte)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -314,4 +315,56 @@ func TestPostings(t *testing.T) {
 	db = openTest(t, dir, nil)
 	defer db.Close()
 	check(db)
+}
+
+// Append refuses a whole batch holding a time outside [MinTime, MaxTime].
+// Times near the ends of int64 used to be stored: a sample at
+// math.MaxInt64 could never be scanned (Scan's bound is exclusive), the
+// window of one near math.MinInt64 overflowed and came first in
+// ScanAggregates with a start near math.MaxInt64, and retention archived
+// its day into partitions 292 million years ahead that no retention ever
+// dropped.
+func TestAppendTimeRange(t *testing.T) {
+	now := time.Now().UTC()
+	db := openTest(t, t.TempDir(), retentionOpts(&now))
+	defer db.Close()
+	ref, _ := db.GetOrCreate([]byte("m"), nil)
+	for _, tt := range []int64{math.MinInt64, MinTime - 1, MaxTime + 1, math.MaxInt64} {
+		err := db.Append([]Sample{{ref, now.UnixMilli(), 1}, {ref, tt, 2}})
+		if !errors.Is(err, ErrTimeRange) {
+			t.Errorf("append at %d: %v, want ErrTimeRange", tt, err)
+		}
+	}
+	if ts, _ := collect(t, db, ref, math.MinInt64, math.MaxInt64); len(ts) != 0 {
+		t.Fatalf("refused batches stored %v", ts)
+	}
+	ss := []Sample{{ref, MinTime, 1}, {ref, MinTime + 1, 2}, {ref, now.UnixMilli(), 3}, {ref, MaxTime, 4}}
+	if err := db.Append(ss); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if ts, _ := collect(t, db, ref, math.MinInt64, math.MaxInt64); len(ts) != len(ss) {
+		t.Fatalf("scan found %v, want the %d samples", ts, len(ss))
+	}
+	for _, res := range ArchiveResolutions {
+		r := res.Milliseconds()
+		got := scanAggregates(t, db, ref, res, math.MinInt64, math.MaxInt64)
+		if len(got) != 3 {
+			t.Fatalf("res %v: %+v, want 3 windows", res, got)
+		}
+		for i, a := range got {
+			if a.T > a.LastT || a.LastT-a.T >= r || i > 0 && a.T <= got[i-1].T {
+				t.Errorf("res %v: window %d %+v", res, i, a)
+			}
+		}
+	}
+	// The oldest day is past every retention: dropped, not archived.
+	if err := db.applyRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if st := db.Stats(); st.ArchiveParts != 0 {
+		t.Errorf("%d archive parts for a day past every retention", st.ArchiveParts)
+	}
 }

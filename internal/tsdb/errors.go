@@ -8,6 +8,10 @@ import "errors"
 // 503) and may retry later.
 var ErrOverloaded = errors.New("tsdb: too many samples waiting for the write-ahead log, try again later")
 
+// ErrTimeRange is returned by Append, without writing anything, for a
+// sample whose time lies outside [MinTime, MaxTime].
+var ErrTimeRange = errors.New("tsdb: sample time out of range")
+
 // ErrClosed is returned by every method that writes once Close has begun.
 var ErrClosed = errors.New("tsdb: database is closed")
 

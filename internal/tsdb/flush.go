@@ -18,13 +18,8 @@ func (db *DB) loadSeries() error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("read series index: %w", err)
 	}
-	n, err := scanSegment(data, func(typ byte, body []byte) error {
-		if typ != recSeries {
-			return fmt.Errorf("%w: series index record type %d", ErrCorrupt, typ)
-		}
-		return db.idx.addRecord(body)
-	})
-	if err != nil && !errors.Is(err, errTorn) && !errors.Is(err, errChecksum) {
+	n, err := db.idx.loadRecords(data)
+	if err != nil {
 		return fmt.Errorf("series index %s at offset %d: %w", path, n, err)
 	}
 	// The series file is appended to, never preallocated: zeros after the

@@ -10,9 +10,10 @@ import (
 	"testing"
 )
 
-// FuzzWALSegment feeds arbitrary bytes to the WAL segment reader and the
-// record decoders, and checks what the reader says about where the intact
-// records end. Seeds: the testdata fixtures and fresh records.
+// FuzzWALSegment feeds arbitrary bytes to the WAL segment reader and to
+// replay (the record decoders, the index and the head), and checks what
+// the reader says about where the intact records end. Seeds: the testdata
+// fixtures and fresh records.
 func FuzzWALSegment(f *testing.F) {
 	fixtures, _ := filepath.Glob("testdata/wal-*.wal")
 	for _, fx := range fixtures {
@@ -25,6 +26,8 @@ func FuzzWALSegment(f *testing.F) {
 	f.Add(seed)
 	f.Add(append(seed, make([]byte, 100)...))
 	f.Add([]byte{})
+	// Samples of refs no series has, the largest past the largest int.
+	f.Add(appendSamplesRecord(appendSeriesRecord(nil, 1, "a", nil), []Sample{{1, 1, 1}, {7, 2, 2}, {1 << 63, 3, 3}, {1<<64 - 1, 4, 4}}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var buf []Sample
 		decode := func(typ byte, body []byte) error {
@@ -39,6 +42,12 @@ func FuzzWALSegment(f *testing.F) {
 			}
 			return nil
 		}
+		db := &DB{idx: newSeriesIndex(), flushCh: make(chan struct{}, 1)}
+		scanSegment(data, func(typ byte, body []byte) error {
+			var err error
+			buf, err = db.replayRecord(typ, body, buf[:0])
+			return err
+		})
 		n, err := scanSegment(data, decode)
 		if n < 0 || n > len(data) {
 			t.Fatalf("intact prefix of %d bytes in %d", n, len(data))
@@ -170,6 +179,48 @@ func FuzzPartIndex(f *testing.F) {
 	})
 }
 
+// FuzzPartFile fuzzes the opening of a part file: its footer, then its
+// index. A file that does not open is reported as corrupt.
+func FuzzPartFile(f *testing.F) {
+	dir := f.TempDir()
+	w, err := createPart(dir+"/x.part", partBuf)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ts, vs := refPoints(42, 0, 300, refStart)
+	w.addSeries(3, ts, vs)
+	if _, err := w.finish(); err != nil {
+		f.Fatal(err)
+	}
+	data, err := os.ReadFile(dir + "/x.part")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	// An index offset past the end, whose sum with the index length
+	// wraps around to the footer's offset.
+	bad := append([]byte(nil), data...)
+	foot := bad[len(bad)-partFooterSize:]
+	ioff := binary.LittleEndian.Uint64(foot)
+	binary.LittleEndian.PutUint64(foot, math.MaxUint64)
+	binary.LittleEndian.PutUint32(foot[8:], binary.LittleEndian.Uint32(foot[8:])+uint32(ioff)+1)
+	f.Add(bad)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "fuzz.part") // each worker has its own dir
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := openPart(path)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("not reported as corrupt: %v", err)
+			}
+			return
+		}
+		p.decRef()
+	})
+}
+
 // FuzzManifest fuzzes the manifest decoder.
 func FuzzManifest(f *testing.F) {
 	f.Add(encodeManifest(manifest{walCut: 3, nextID: 9, archivedTo: 1 << 40, parts: []manifestEntry{{0, 20000, 4, 4}, {kind1h, 677, 8, 5}}}))
@@ -195,6 +246,51 @@ func FuzzArchiveBlock(f *testing.F) {
 				t.Fatalf("%d points left after an error", len(d.pts))
 			}
 			return
+		}
+	})
+}
+
+// FuzzSeriesIndex fuzzes the loading of the series file by Open: series
+// records added to the index. Whatever the bytes, it does not panic, holds
+// a slot for at most maxRefHoles refs without a series, finds every series
+// it holds by its name and labels, and reads the intact prefix it reports
+// alone the same way.
+func FuzzSeriesIndex(f *testing.F) {
+	var seed []byte
+	seed = appendSeriesRecord(seed, 1, "cpu", nil)
+	seed = appendSeriesRecord(seed, 2, "cpu", []Label{{"host", "a"}, {"ds", "x"}})
+	seed = appendSeriesRecord(seed, 4, "mem", []Label{{"a", ""}, {"b", "2"}})
+	f.Add(seed)
+	f.Add(append(seed, make([]byte, 30)...))
+	f.Add(appendSeriesRecord(append([]byte(nil), seed...), 1<<40, "far", nil))
+	f.Add(appendSeriesRecord(nil, 2, "x", []Label{{"b", "1"}, {"a", "2"}}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		x := newSeriesIndex()
+		n, err := x.loadRecords(data)
+		if n < 0 || n > len(data) {
+			t.Fatalf("intact prefix of %d bytes in %d", n, len(data))
+		}
+		holes := 0
+		for i, s := range x.byRef {
+			if s == nil {
+				holes++
+				continue
+			}
+			if s.ref != SeriesRef(i+1) {
+				t.Fatalf("series %d at slot of ref %d", s.ref, i+1)
+			}
+			if got := x.lookup([]byte(s.name), s.labels); got != s {
+				t.Fatalf("series %d (%q %v) not found by its name and labels", s.ref, s.name, s.labels)
+			}
+		}
+		if holes != x.holes || holes > maxRefHoles {
+			t.Fatalf("%d refs without a series, index counts %d", holes, x.holes)
+		}
+		if err == nil {
+			y := newSeriesIndex()
+			if m, err := y.loadRecords(data[:n]); err != nil || m != n || len(y.byRef) != len(x.byRef) {
+				t.Fatalf("intact prefix of %d bytes reloads as %d, %v", n, m, err)
+			}
 		}
 	})
 }

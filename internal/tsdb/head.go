@@ -297,7 +297,7 @@ func (db *DB) applySamples(batches [][]Sample) {
 	n := 0
 	for _, ss := range batches {
 		for _, smp := range ss {
-			if smp.Ref == 0 || int(smp.Ref) > len(refs) || refs[smp.Ref-1] == nil {
+			if smp.Ref == 0 || uint64(smp.Ref) > uint64(len(refs)) || refs[smp.Ref-1] == nil {
 				db.stats.skipped.Add(1)
 				continue
 			}

@@ -406,7 +406,7 @@ func loadPart(f *os.File, path string) (*part, error) {
 	}
 	ioff := binary.LittleEndian.Uint64(footer[0:])
 	ilen := uint64(binary.LittleEndian.Uint32(footer[8:]))
-	if ioff < uint64(len(partMagic)) || ioff+ilen != uint64(size-partFooterSize) {
+	if ioff < uint64(len(partMagic)) || ioff > uint64(size) || ioff+ilen != uint64(size-partFooterSize) {
 		return nil, fmt.Errorf("%w: part %s: bad index location", ErrCorrupt, path)
 	}
 	idx := make([]byte, ilen)

@@ -320,23 +320,10 @@ func (db *DB) replayWAL() (records, samples int64, err error) {
 		}
 		n, err := scanSegment(data, func(typ byte, body []byte) error {
 			records++
-			switch typ {
-			case recSeries:
-				if err := db.idx.addRecord(body); err != nil {
-					return err
-				}
-			case recSamples:
-				var err error
-				buf, err = decodeSamplesRecord(body, buf[:0])
-				if err != nil {
-					return err
-				}
-				samples += int64(len(buf))
-				db.applySamples([][]Sample{buf})
-			default:
-				return fmt.Errorf("%w: wal record type %d", ErrCorrupt, typ)
-			}
-			return nil
+			var err error
+			buf, err = db.replayRecord(typ, body, buf[:0])
+			samples += int64(len(buf))
+			return err
 		})
 		st := segState{seq: s, n: int64(n), size: int64(len(data))}
 		if err != nil {
@@ -436,6 +423,23 @@ func (db *DB) replayWAL() (records, samples int64, err error) {
 		db.prep = db.prepareSegment(db.segSeq + 1)
 	}
 	return records, samples, nil
+}
+
+// replayRecord applies one WAL record to the index and the head. It returns
+// the samples of a samples record, appended to buf.
+func (db *DB) replayRecord(typ byte, body []byte, buf []Sample) ([]Sample, error) {
+	switch typ {
+	case recSeries:
+		return buf, db.idx.addRecord(body)
+	case recSamples:
+		buf, err := decodeSamplesRecord(body, buf)
+		if err != nil {
+			return buf[:0], err
+		}
+		db.applySamples([][]Sample{buf})
+		return buf, nil
+	}
+	return buf, fmt.Errorf("%w: wal record type %d", ErrCorrupt, typ)
 }
 
 // createFirstSegment creates segment seq, waiting for it, makes it current

@@ -2,6 +2,8 @@ package tsdb
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"maps"
 	"sort"
 	"strings"
@@ -86,6 +88,7 @@ type seriesIndex struct {
 	mu     sync.RWMutex
 	byName map[string]*nameEntry
 	byRef  []*memSeries // ref-1 -> series; append-only
+	holes  int          // nil entries of byRef
 	names  []string     // sorted names, nil when stale
 	// postings: label name -> label value -> refs, ascending
 	postings map[string]map[string][]SeriesRef
@@ -245,12 +248,26 @@ func (x *seriesIndex) addLocked(ref SeriesRef, name string, labels []Label) (*me
 		}
 		vals[l.Value] = insertRef(vals[l.Value], ref)
 	}
+	if int(ref) <= len(x.byRef) {
+		x.holes-- // its record came after those of higher refs
+	}
 	for int(ref) > len(x.byRef) {
+		if int(ref) > len(x.byRef)+1 {
+			x.holes++
+		}
 		x.byRef = append(x.byRef, nil)
 	}
 	x.byRef[ref-1] = s
 	return s, true
 }
+
+// maxRefHoles bounds the refs below the highest one that have no series.
+// Refs are allocated one after the other, and a ref is left without a
+// series only when the WAL write of its record failed as the DB closed (a
+// full disk), so a store has few such holes. A record with a ref past
+// that bound is corrupt: it would make the index allocate a slot for every
+// ref below it.
+const maxRefHoles = 1 << 20
 
 // addRecord adds the series a series record (of the WAL or the series
 // file) describes.
@@ -260,9 +277,31 @@ func (x *seriesIndex) addRecord(body []byte) error {
 		return err
 	}
 	x.mu.Lock()
+	defer x.mu.Unlock()
+	if n := uint64(len(x.byRef)); uint64(ref) > n+1 {
+		if uint64(ref)-n-1 > uint64(maxRefHoles-x.holes) {
+			return fmt.Errorf("%w: series record: ref %d, and %d series before it", ErrCorrupt, ref, n)
+		}
+	}
 	x.addLocked(ref, name, labels)
-	x.mu.Unlock()
 	return nil
+}
+
+// loadRecords adds the series of the series file data to the index. It
+// returns the length of the intact prefix of data, which ends at a torn or
+// zeroed tail, and an error if a record decodes but is not a valid series
+// record.
+func (x *seriesIndex) loadRecords(data []byte) (int, error) {
+	n, err := scanSegment(data, func(typ byte, body []byte) error {
+		if typ != recSeries {
+			return fmt.Errorf("%w: series index record type %d", ErrCorrupt, typ)
+		}
+		return x.addRecord(body)
+	})
+	if errors.Is(err, errTorn) || errors.Is(err, errChecksum) {
+		err = nil
+	}
+	return n, err
 }
 
 // snapshot returns the ref table. Entries below its length never change, so

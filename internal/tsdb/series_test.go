@@ -1,7 +1,10 @@
 package tsdb
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -115,5 +118,68 @@ func TestPlainLookupDuringPromotion(t *testing.T) {
 	wg.Wait()
 	if n := misses.Load(); n > 0 {
 		t.Fatalf("%d lookups did not find a series that existed", n)
+	}
+}
+
+// A series file whose record names a ref far past the series before it
+// (bytes that pass their checksum but were not written by vigia) fails
+// Open with ErrCorrupt. Such a ref used to make Open panic (a ref past
+// the largest int) or allocate a slot for every ref below it until the
+// process ran out of memory. A few refs without a series, which a failed
+// WAL write at close leaves, still open, take no samples, and new series
+// come after them.
+func TestSeriesIndexRefBounds(t *testing.T) {
+	for _, tc := range []struct {
+		refs []SeriesRef
+		ok   bool
+	}{
+		{[]SeriesRef{1, 1 << 63}, false},
+		{[]SeriesRef{1, 1 << 40}, false},
+		{[]SeriesRef{1, 2 + maxRefHoles + 1}, false},
+		{[]SeriesRef{1, maxRefHoles / 2, maxRefHoles + 10}, false},
+		{[]SeriesRef{1, 3}, true},
+		{[]SeriesRef{1, 2 + maxRefHoles}, true},
+	} {
+		dir := t.TempDir()
+		var data []byte
+		for _, ref := range tc.refs {
+			data = appendSeriesRecord(data, ref, fmt.Sprintf("s%d", ref), nil)
+		}
+		if err := os.WriteFile(filepath.Join(dir, seriesName), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		db, err := Open(dir, testOpts())
+		if !tc.ok {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Errorf("refs %v: open: %v, want ErrCorrupt", tc.refs, err)
+			}
+			if err == nil {
+				db.Close()
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("refs %v: open: %v", tc.refs, err)
+		}
+		// A ref without a series takes no samples: they would be
+		// acknowledged, then skipped.
+		if err := db.Append([]Sample{{Ref: 2, T: 1, V: 1}}); !errors.Is(err, ErrUnknownSeries) {
+			t.Errorf("refs %v: append to ref 2: %v, want ErrUnknownSeries", tc.refs, err)
+		}
+		last := tc.refs[len(tc.refs)-1]
+		ref, err := db.GetOrCreate([]byte("new"), nil)
+		if err != nil || ref != last+1 {
+			t.Fatalf("refs %v: new series got ref %d, %v; want %d", tc.refs, ref, err, last+1)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		db = openTest(t, dir, nil)
+		for _, r := range append(tc.refs, last+1) {
+			if name, _, ok := db.SeriesInfo(r); !ok || (r <= last && name != fmt.Sprintf("s%d", r)) {
+				t.Errorf("refs %v: series %d after reopen: %q, %v", tc.refs, r, name, ok)
+			}
+		}
+		db.Close()
 	}
 }

@@ -197,7 +197,9 @@ func decodeSeriesRecord(body []byte) (SeriesRef, string, []Label, error) {
 	if r.err != nil {
 		return 0, "", nil, r.err
 	}
-	if ref == 0 || len(r.b) != 0 {
+	// Labels are written sorted by name; unsorted, they would give the
+	// series another key than the one a lookup of its labels builds.
+	if ref == 0 || len(r.b) != 0 || !labelsSorted(labels) {
 		return 0, "", nil, fmt.Errorf("%w: series record", ErrCorrupt)
 	}
 	return ref, name, labels, nil
