@@ -6,6 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -366,5 +369,35 @@ func TestAppendTimeRange(t *testing.T) {
 	}
 	if st := db.Stats(); st.ArchiveParts != 0 {
 		t.Errorf("%d archive parts for a day past every retention", st.ArchiveParts)
+	}
+}
+
+// TestManifestOtherVersion: a data dir whose manifest another format
+// version wrote is refused with a message that says so, not as damage.
+func TestManifestOtherVersion(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := db.GetOrCreate([]byte("a"), nil)
+	if err := db.Append([]Sample{{ref, 1000, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, manifestName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(manifestMagic)-1] = '9'
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir, nil)
+	if err == nil || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `format "VGMANIF9"`) {
+		t.Fatalf("Open: %v; want an error naming the other format, not ErrCorrupt", err)
 	}
 }

@@ -59,6 +59,11 @@ func encodeManifest(m manifest) []byte {
 func decodeManifest(b []byte) (manifest, error) {
 	var m manifest
 	if len(b) < len(manifestMagic)+4 || string(b[:len(manifestMagic)]) != manifestMagic {
+		if magic := string(b[:min(len(b), len(manifestMagic))]); len(magic) == len(manifestMagic) &&
+			strings.HasPrefix(magic, manifestMagic[:len(manifestMagic)-1]) {
+			// Not damage: another vigia wrote this data dir.
+			return m, fmt.Errorf("manifest is in format %q, and this vigia reads %q: the data dir was written by another version of vigia; run that one", magic, manifestMagic)
+		}
 		return m, fmt.Errorf("%w: manifest: bad magic", ErrCorrupt)
 	}
 	body := b[:len(b)-4]
