@@ -143,13 +143,15 @@ var byteUnits = []struct {
 	n      int64
 }{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}}
 
+// String writes the size in the largest unit that divides it.
 func (b *bytesFlag) String() string {
-	for _, u := range byteUnits[:4] {
-		if n := int64(*b); n != 0 && n%u.n == 0 && (n/u.n < 1024 || u.suffix == "TiB") {
+	n := int64(*b)
+	for i := 3; i >= 0 && n != 0; i-- {
+		if u := byteUnits[i]; n%u.n == 0 {
 			return strconv.FormatInt(n/u.n, 10) + u.suffix
 		}
 	}
-	return strconv.FormatInt(int64(*b), 10)
+	return strconv.FormatInt(n, 10)
 }
 
 func (b *bytesFlag) Set(v string) error {
