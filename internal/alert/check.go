@@ -127,7 +127,7 @@ func (m *Monitor) publishUnlock(changed []*rule, events []*event, now int64) {
 	}
 	if err := m.persist(changed, events, now); err != nil {
 		m.stats.persistErrors.Add(1)
-		m.log.Error("cannot store alert states and history; notifications still go out", "err", err)
+		m.log.Error("cannot store alert states and history; notifications still go out, and the next check stores them", "err", err)
 	}
 	m.notifyMu.Lock()
 	m.mu.Unlock()

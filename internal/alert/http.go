@@ -223,6 +223,9 @@ func (m *Monitor) serveHistory(w http.ResponseWriter, r *http.Request) {
 	limit := defaultHistoryLimit
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
+		if errors.Is(err, strconv.ErrRange) && s[0] != '-' {
+			n, err = maxHistoryLimit, nil // "larger is taken as the most", however large
+		}
 		if err != nil || n < 1 {
 			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("limit must be a whole number, at least 1 (at most %d entries are answered)", maxHistoryLimit))
 			return

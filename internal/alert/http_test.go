@@ -100,6 +100,7 @@ func TestHTTPAPI(t *testing.T) {
 	// from/to in ISO 8601 and unix seconds, id and limit filters.
 	for q, want := range map[string]int{
 		"?limit=1":                       1,
+		"?limit=99999999999999999999":    2,
 		"?from=2026-03-01T00:00:30":      1,
 		"?to=2026-03-01T00:00:30Z":       1,
 		"?to=1772323200":                 0,
@@ -114,7 +115,7 @@ func TestHTTPAPI(t *testing.T) {
 			t.Errorf("history%s: %d, %d entries, want %d: %s", q, code, len(hist), want, body)
 		}
 	}
-	for _, q := range []string{"?from=yesterday", "?to=x", "?limit=0", "?limit=x", "?id=-1"} {
+	for _, q := range []string{"?from=yesterday", "?to=x", "?limit=0", "?limit=x", "?limit=-99999999999999999999", "?id=-1"} {
 		if code, _ := do("GET", "/api/v1/alerts/history"+q, ""); code != 400 {
 			t.Errorf("history%s: %d, want 400", q, code)
 		}

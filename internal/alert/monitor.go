@@ -124,6 +124,10 @@ type Monitor struct {
 	mergeTs   []int64
 	mergeVs   []float64
 
+	// What a failed write could not store, for the next (see persist).
+	unsavedRules  []*rule
+	unsavedEvents []*event
+
 	subMu     sync.RWMutex
 	subs      map[*subscriber]struct{}
 	subClosed bool

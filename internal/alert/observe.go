@@ -28,8 +28,14 @@ type seriesBuf struct {
 
 // maxSpare is the largest buffer (in samples) a series keeps between
 // checks; a larger one is left to the garbage collector so that one burst
-// does not pin its memory forever.
-const maxSpare = 1 << 16
+// does not pin its memory forever. Nor does a series keep a buffer of more
+// than minSpare samples and over twice what its check took: once a burst
+// is over, its buffer goes too, so that bursts on series after series do
+// not leave a big buffer in each.
+const (
+	maxSpare = 1 << 16
+	minSpare = 1 << 10
+)
 
 // take moves the pending samples to tts/tvs and returns how many there
 // were. The sample appended just before the swap is in this check; the one
@@ -45,7 +51,7 @@ func (b *seriesBuf) take() int {
 
 // recycle returns the taken slices for reuse by the period after next.
 func (b *seriesBuf) recycle() {
-	if cap(b.tts) <= maxSpare {
+	if c := cap(b.tts); c <= maxSpare && c <= max(2*len(b.tts), minSpare) {
 		b.spareTs, b.spareVs = b.tts[:0], b.tvs[:0]
 	}
 	b.tts, b.tvs = nil, nil
@@ -151,14 +157,16 @@ func derive(old *index, add, remove []tsdb.SeriesRef) *index {
 //
 // Watched samples wait in memory until the next check. When
 // Options.MaxPending are waiting, further samples are dropped and counted
-// (Stats.DroppedSamples) instead of growing memory without bound.
+// (Stats.DroppedSamples) instead of growing memory without bound; however
+// big a batch, only calls running at the same time may go past it, each
+// by what it appends.
 func (m *Monitor) Observe(samples []tsdb.Sample) {
 	ix := m.idx.Load()
 	if ix == nil {
 		return
 	}
 	var added int64
-	full := m.pending.Load() >= m.maxPending
+	room := m.maxPending - m.pending.Load() // for this call: others add theirs
 	for i := 0; i < len(samples); {
 		ref := samples[i].Ref
 		if !ix.mayWatch(ref) {
@@ -174,20 +182,23 @@ func (m *Monitor) Observe(samples []tsdb.Sample) {
 			i = j
 			continue
 		}
-		if full {
-			m.droppedSamples.Add(uint64(j - i))
-			i = j
-			continue
+		end := j
+		if n := int64(j - i); n > room-added {
+			keep := max(room-added, 0)
+			m.droppedSamples.Add(uint64(n - keep))
+			end = i + int(keep)
 		}
-		b.mu.Lock()
-		if !b.dead {
-			for _, s := range samples[i:j] {
-				b.ts = append(b.ts, s.T)
-				b.vs = append(b.vs, s.V)
+		if end > i {
+			b.mu.Lock()
+			if !b.dead {
+				for _, s := range samples[i:end] {
+					b.ts = append(b.ts, s.T)
+					b.vs = append(b.vs, s.V)
+				}
+				added += int64(end - i)
 			}
-			added += int64(j - i)
+			b.mu.Unlock()
 		}
-		b.mu.Unlock()
 		i = j
 	}
 	if added > 0 {

@@ -159,3 +159,74 @@ func TestBurstReleasesWindows(t *testing.T) {
 		t.Fatalf("after the burst: %q", got)
 	}
 }
+
+// TestQuietSeriesReleaseBurst: after a burst on a series, checks that take
+// few samples let go of the burst's buffer, so that bursts on series after
+// series (a backfill, one series at a time) do not pin a buffer in every
+// series for the life of the server.
+func TestQuietSeriesReleaseBurst(t *testing.T) {
+	const series = 8
+	st := newFakeStore()
+	for i := range series {
+		st.set(string(rune('a'+i)), tsdb.SeriesRef(i+1))
+	}
+	m := newTestMonitor(t, st, Options{})
+	for i := range series {
+		if _, err := m.AddRule(string(rune('a'+i)), query.Max, 10, 5, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	burst := make([]tsdb.Sample, maxSpare/2)
+	for i := range series {
+		for j := range burst {
+			burst[j] = sample(tsdb.SeriesRef(i+1), int64(j), 1)
+		}
+		m.Observe(burst)
+		m.check()
+	}
+	for k := range 3 {
+		for i := range series {
+			m.Observe([]tsdb.Sample{sample(tsdb.SeriesRef(i+1), int64(1e6+k), 1)})
+		}
+		m.check()
+	}
+	held := 0
+	for _, b := range m.idx.Load().bufs {
+		b.mu.Lock()
+		held += cap(b.ts) + cap(b.spareTs)
+		b.mu.Unlock()
+	}
+	if held > series*1024 {
+		t.Fatalf("%d series that each got one sample a check hold buffers of %d samples", series, held)
+	}
+}
+
+// TestPendingBoundedInOneBatch: one batch bigger than MaxPending (a large
+// remote write) keeps MaxPending samples and drops the rest, rather than
+// going past the bound by the whole batch.
+func TestPendingBoundedInOneBatch(t *testing.T) {
+	st := newFakeStore("x", "y")
+	m := newTestMonitor(t, st, Options{MaxPending: 10})
+	m.AddRule("x", query.Count, 60, 1e9, "")
+	m.AddRule("y", query.Count, 60, 1e9, "")
+	var batch []tsdb.Sample
+	for i := range 8 {
+		batch = append(batch, sample(1, int64(i), 1))
+	}
+	for i := range 8 {
+		batch = append(batch, sample(2, int64(i), 1), sample(3, int64(i), 1)) // 3: not watched
+	}
+	m.Observe(batch)
+	if s := m.Stats(); s.PendingSamples != 10 || s.DroppedSamples != 6 {
+		t.Fatalf("pending %d, dropped %d; want 10 and 6", s.PendingSamples, s.DroppedSamples)
+	}
+	events, cancel := m.Subscribe()
+	defer cancel()
+	m.AddRule("x", query.Count, 60, 7, "")
+	m.AddRule("y", query.Count, 60, 1, "")
+	m.check()
+	got := drain(events)
+	if len(got) != 2 || decodeEvent(t, got[0]).Value != 8 || decodeEvent(t, got[1]).Value != 2 {
+		t.Fatalf("the check counted %q; want 8 samples of x and the first 2 of y", got)
+	}
+}

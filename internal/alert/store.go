@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
 
 	"go.etcd.io/bbolt"
 
@@ -109,14 +111,39 @@ func (m *Monitor) load() error {
 }
 
 // persist writes the rules whose state changed or that notified (so the
-// last value of a quiet rule is as of its last change) and the events to the history,
-// then prunes the history, all in one transaction. Called with m.mu held.
+// last value of a quiet rule is as of its last change) and the events to
+// the history, then prunes the history, all in one transaction. What a
+// failed transaction did not store (a full disk) is kept and written with
+// the next call, so that a rule's stored state is never left behind its
+// state in memory: the newest Options.HistoryLimit events, and the rules
+// not deleted since. Called with m.mu held.
 func (m *Monitor) persist(changed []*rule, events []*event, now int64) error {
+	if len(m.unsavedRules) > 0 {
+		changed = append(m.unsavedRules, changed...)
+	}
+	if len(m.unsavedEvents) > 0 {
+		events = append(m.unsavedEvents, events...)
+	}
+	err := m.write(changed, events, now)
+	if err != nil {
+		changed = slices.DeleteFunc(changed, func(r *rule) bool { return m.rules[r.id] != r })
+		sort.Slice(changed, func(i, j int) bool { return changed[i].id < changed[j].id })
+		m.unsavedRules = slices.Compact(changed)
+		m.unsavedEvents = events[max(0, len(events)-m.opts.HistoryLimit):]
+		return err
+	}
+	m.unsavedRules, m.unsavedEvents = nil, nil
+	return nil
+}
+
+// write is persist's transaction.
+func (m *Monitor) write(changed []*rule, events []*event, now int64) error {
 	oldest := now - m.opts.HistoryMaxAge.Milliseconds()
 	if len(changed) == 0 && len(events) == 0 && !m.historyExpired(oldest) {
 		return nil
 	}
-	return m.db.Update(func(tx *bbolt.Tx) error {
+	n := m.histCount
+	err := m.db.Update(func(tx *bbolt.Tx) error {
 		rb := tx.Bucket(bucketRules)
 		for _, r := range changed {
 			if m.rules[r.id] != r {
@@ -127,7 +154,7 @@ func (m *Monitor) persist(changed []*rule, events []*event, now int64) error {
 			}
 		}
 		hb := tx.Bucket(bucketHistory)
-		n := m.histCount
+		n = m.histCount
 		for _, e := range events {
 			seq, err := hb.NextSequence()
 			if err != nil {
@@ -145,9 +172,13 @@ func (m *Monitor) persist(changed []*rule, events []*event, now int64) error {
 			}
 			n--
 		}
-		m.histCount = n
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	m.histCount = n // only once committed: a failed commit stored nothing
+	return nil
 }
 
 // historyExpired reports whether the oldest history entry is older than

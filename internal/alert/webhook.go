@@ -3,6 +3,7 @@ package alert
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -25,6 +26,15 @@ const maxAlertsPerPost = 500
 
 // maxBackoff caps the delay between retries.
 const maxBackoff = 30 * time.Second
+
+// backoff returns d doubled n times, at most maxBackoff. (d<<n would
+// overflow to zero or less from n = 35 on, for d = 500ms.)
+func backoff(d time.Duration, n int) time.Duration {
+	for ; n > 0 && d > 0 && d < maxBackoff; n-- {
+		d *= 2
+	}
+	return min(d, maxBackoff)
+}
 
 // amMessage is Alertmanager's webhook payload, version 4
 // (https://prometheus.io/docs/alerting/latest/configuration/#webhook_config).
@@ -254,7 +264,7 @@ func (h *webhook) take() []*event {
 // is still queued until ctx is done. After a payload failed its retries,
 // it waits as long as its last retry did before it sends again.
 func (m *Monitor) sendLoop(ctx context.Context, h *webhook, stop <-chan struct{}) {
-	pause := min(m.backoff0<<m.opts.WebhookRetries, maxBackoff)
+	pause := backoff(m.backoff0, m.opts.WebhookRetries)
 	for {
 		select {
 		case <-h.wake:
@@ -328,7 +338,7 @@ func (m *Monitor) deliver(ctx context.Context, h *webhook, p []byte) bool {
 		if attempt >= m.opts.WebhookRetries || ctx.Err() != nil {
 			break
 		}
-		d := min(m.backoff0<<attempt, maxBackoff)
+		d := backoff(m.backoff0, attempt)
 		d = d/2 + rand.N(d/2+1)
 		m.log.Debug("alert webhook failed; retrying", "url", h.logURL, "attempt", attempt+1, "in", d, "err", err)
 		t := time.NewTimer(d)
@@ -354,6 +364,12 @@ func (m *Monitor) post(ctx context.Context, h *webhook, p []byte) (retry bool, e
 	req.Header.Set("User-Agent", "vigia-alert")
 	resp, err := h.client.Do(req)
 	if err != nil {
+		// Not the *url.Error itself: it repeats the URL with its query,
+		// where receivers take their tokens (the log has h.logURL).
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return true, err
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -357,5 +358,77 @@ func TestExternalURLSlash(t *testing.T) {
 	a := m.amAlert(&event{ID: 3, State: "firing"})
 	if a.GeneratorURL != "http://vigia.test:7575/api/v1/alerts/3" {
 		t.Fatalf("generatorURL %q", a.GeneratorURL)
+	}
+}
+
+// TestBackoffBounded: however many retries Options.WebhookRetries asks
+// for, the delay before each stays positive and at most maxBackoff (a
+// shift overflowed from the 35th on, and a negative delay made the sender
+// panic in rand.N).
+func TestBackoffBounded(t *testing.T) {
+	prev := time.Duration(0)
+	for n := range 200 {
+		d := backoff(500*time.Millisecond, n)
+		if d <= 0 || d > maxBackoff || d < prev {
+			t.Fatalf("retry %d: delay %v after %v", n, d, prev)
+		}
+		prev = d
+	}
+	if d := backoff(500*time.Millisecond, 5); d != 16*time.Second {
+		t.Fatalf("the pause after 5 retries is %v, want the 16 s docs/alerts.md gives", d)
+	}
+}
+
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (lb *lockedBuffer) Write(p []byte) (int, error) {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	return lb.b.Write(p)
+}
+
+func (lb *lockedBuffer) String() string {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	return lb.b.String()
+}
+
+// TestWebhookLogHidesSecrets: a webhook URL's credentials and query (where
+// receivers take their tokens) stay out of the log, in the error of a
+// failed POST too, not only in its url field.
+func TestWebhookLogHidesSecrets(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://user:pa55word@" + l.Addr().String() + "/hook?token=s3cret"
+	l.Close()
+	var logs lockedBuffer
+	st := newFakeStore("lat")
+	m := newTestMonitor(t, st, Options{
+		Webhooks: []string{down}, WebhookRetries: 1, DrainTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	m.backoff0 = time.Millisecond
+	m.AddRule("lat", query.Max, 1, 100, "")
+	m.Observe([]tsdb.Sample{sample(1, 1000, 500)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	waitFor(t, 10*time.Second, "a failed delivery", func() bool { return m.Stats().WebhookFailures > 0 })
+	cancel()
+	<-done
+	out := logs.String()
+	if !strings.Contains(out, "alert webhook delivery failed") {
+		t.Fatalf("no failure logged:\n%s", out)
+	}
+	for _, secret := range []string{"s3cret", "pa55word"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the log shows %q:\n%s", secret, out)
+		}
 	}
 }
