@@ -354,16 +354,20 @@ func (x *seriesIndex) namesWithPrefix(prefix string) []string {
 	names := x.names
 	x.mu.RUnlock()
 	if names == nil {
+		// Sorted without the lock: with a million names that takes a
+		// second, during which no series could be created. Names are
+		// never removed, so the same count means the same names.
+		x.mu.RLock()
+		names = make([]string, 0, len(x.byName))
+		for n := range x.byName {
+			names = append(names, n)
+		}
+		x.mu.RUnlock()
+		sort.Strings(names)
 		x.mu.Lock()
-		if x.names == nil {
-			names = make([]string, 0, len(x.byName))
-			for n := range x.byName {
-				names = append(names, n)
-			}
-			sort.Strings(names)
+		if x.names == nil && len(x.byName) == len(names) {
 			x.names = names
 		}
-		names = x.names
 		x.mu.Unlock()
 	}
 	i := sort.SearchStrings(names, prefix)
