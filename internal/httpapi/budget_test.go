@@ -13,8 +13,9 @@ import (
 )
 
 // TestQueryBudget: a query whose windows do not fit in what the budget has
-// left gets 503 with Retry-After; a small one is answered; what a query
-// took is given back once its reply is written.
+// left gets 503 with Retry-After, one bigger than the whole budget 400; a
+// small one is answered; what a query took is given back once its reply
+// is written.
 func TestQueryBudget(t *testing.T) {
 	db, err := tsdb.Open(t.TempDir(), nil)
 	if err != nil {
@@ -26,23 +27,36 @@ func TestQueryBudget(t *testing.T) {
 		pts = append(pts, [2]float64{float64(1650931200000 + 1000*i), float64(i)})
 	}
 	logSamples(t, db, "m", nil, pts...)
-	const size = 256 << 10
+	const size = 4 << 20
 	budget := query.NewBudget(size)
 	srv := httptest.NewServer(Handler(Options{Store: db, Gatherer: prometheus.NewRegistry(), QueryBudget: budget}))
 	defer srv.Close()
 
+	// Other queries hold all but 256 KiB: 50,000 windows wait for them.
+	budget.Take(size - 256<<10)
 	resp, err := http.Get(srv.URL + "/api/v1/query?name=m&op=MAX&secs=1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
-		t.Fatalf("50,000 windows in a 256 KiB budget: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+		t.Fatalf("50,000 windows with 256 KiB left: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	budget.Give(size - 256<<10)
+	if code, body := get(t, "GET", srv.URL+"/api/v1/query?name=m&op=MAX&secs=1"); code != 200 || budget.Free() != size {
+		t.Fatalf("50,000 windows with the budget free: %d %.100s; %d bytes free after", code, body, budget.Free())
 	}
 	if code, body := get(t, "GET", srv.URL+"/api/v1/query?name=m&op=COUNT&secs=10000"); code != 200 || !strings.Contains(body, `"value":10000`) {
 		t.Fatalf("a small query: %d %.200s", code, body)
 	}
 	if budget.Free() != size {
 		t.Fatalf("budget has %d bytes free after the queries, want %d", budget.Free(), size)
+	}
+
+	tiny := query.NewBudget(256 << 10)
+	srv2 := httptest.NewServer(Handler(Options{Store: db, Gatherer: prometheus.NewRegistry(), QueryBudget: tiny}))
+	defer srv2.Close()
+	if code, body := get(t, "GET", srv2.URL+"/api/v1/query?name=m&op=MAX&secs=1"); code != 400 || !strings.Contains(body, "--max-query-memory") {
+		t.Fatalf("50,000 windows in a 256 KiB budget: %d %.200s; want 400", code, body)
 	}
 }

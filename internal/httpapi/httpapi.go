@@ -42,9 +42,9 @@ type Options struct {
 	// MaxQueryPoints caps the windows of a query reply; beyond it the
 	// query gets a 400. Default 1,000,000.
 	MaxQueryPoints int
-	// QueryBudget, if not nil, bounds the memory of the queries running at
-	// once (shared with the native protocol's); a query that finds none
-	// left gets 503.
+	// QueryBudget, if not nil, bounds the memory of the queries and
+	// exports running at once (shared with the native protocol's); one that
+	// finds none left gets 503, one that needs more than all of it 400.
 	QueryBudget *query.Budget
 	// WriteTimeout bounds each write of a reply that is sent in pieces
 	// (query, export): a client that stops reading for longer loses its
@@ -155,6 +155,21 @@ func (p *pieceWriter) Write(b []byte) (int, error) {
 	return p.w.Write(b)
 }
 
+// budgetRefused answers a query or export that the query budget refused,
+// and reports whether err was such a refusal.
+func budgetRefused(w http.ResponseWriter, err error) bool {
+	switch {
+	case errors.Is(err, query.ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		httpjson.Error(w, http.StatusServiceUnavailable, "The server is busy, try again later: the queries running hold the memory for results (--max-query-memory)")
+	case errors.Is(err, query.ErrTooLarge):
+		httpjson.Error(w, http.StatusBadRequest, "this needs more memory than --max-query-memory allows: narrow from/to, or use a larger secs")
+	default:
+		return false
+	}
+	return true
+}
+
 // parseForm parses the query string, answering 400 when it does not parse
 // (rather than carrying on without the parameters it could not read).
 func parseForm(w http.ResponseWriter, r *http.Request) bool {
@@ -214,9 +229,7 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 	pts, err := ex.Run(a.opts.Store, query.Spec{Name: []byte(name), Op: op, Step: secs * 1000,
 		From: mint, HasFrom: hasFrom, To: maxt, HasTo: maxt != math.MaxInt64,
 		MaxPoints: a.opts.MaxQueryPoints, Budget: a.opts.QueryBudget})
-	if errors.Is(err, query.ErrBusy) {
-		w.Header().Set("Retry-After", "1")
-		httpjson.Error(w, http.StatusServiceUnavailable, "The server is busy, try again later: the queries running hold the memory for results (--max-query-memory)")
+	if budgetRefused(w, err) {
 		return
 	}
 	if errors.Is(err, query.ErrNotFound) {
@@ -301,7 +314,7 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 	out := a.pieces(w)
 	var werr error
 	wrote := false
-	err = query.ScanMerged(a.opts.Store, refs, mint, maxt, func(ts []int64, vs []float64) bool {
+	err = query.ScanMerged(a.opts.Store, refs, mint, maxt, a.opts.QueryBudget, func(ts []int64, vs []float64) bool {
 		for i := range ts {
 			if format == "json" {
 				if !first {
@@ -328,6 +341,9 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 		return werr == nil // stop once the client is gone
 	})
 	if err != nil {
+		if !wrote && budgetRefused(w, err) {
+			return
+		}
 		a.log.Error("export failed", "name", name, "err", err)
 		if !wrote {
 			httpjson.Error(w, http.StatusInternalServerError, err.Error())

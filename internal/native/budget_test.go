@@ -119,8 +119,8 @@ func TestQueryBudget(t *testing.T) {
 	if got := do("QUERY big COUNT 20000"); got != "200 [20000, 20000, 20000, 20000, 20000]" {
 		t.Fatalf("small QUERY after the 503: %.60q", got)
 	}
-	if s := srv.Stats(); s.QueryBusy != 1 {
-		t.Errorf("QueryBusy %d, want 1", s.QueryBusy)
+	if n := budget.Refused(); n != 1 {
+		t.Errorf("budget refused %d queries, want 1", n)
 	}
 
 	reply, err := ar.ReadString('\n')

@@ -47,15 +47,20 @@ func (c *conn) query() error {
 	// it: the windows are let go once it is built, the reply is not.
 	var charge int64
 	if err == nil && len(pts) > bigReplyPoints {
-		if charge = query.ReplyBytes(len(pts)); !c.s.opts.QueryBudget.Take(charge) {
-			err = query.ErrBusy
+		charge = query.ReplyBytes(len(pts))
+		if err = c.s.opts.QueryBudget.Charge(charge); err != nil {
+			charge = 0
 		}
 	}
 	switch {
 	case errors.Is(err, query.ErrBusy):
 		c.qx.Release()
-		c.s.stats.queryBusy.Add(1)
 		c.out = append(c.out, wire.ReplyBusy...)
+		return nil
+	case errors.Is(err, query.ErrTooLarge):
+		c.qx.Release()
+		c.s.stats.bad.Add(1)
+		c.out = append(c.out, "400 Bad Request -- QUERY needs more memory than --max-query-memory allows: use a larger secs or a narrower from/to\n"...)
 		return nil
 	case errors.Is(err, query.ErrNotFound):
 		c.out = append(c.out, wire.ReplyMetricNotFound...)

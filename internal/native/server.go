@@ -73,8 +73,9 @@ type Options struct {
 	// gets a 400 line. Default 1,000,000.
 	MaxQueryPoints int
 	// QueryBudget, if not nil, bounds the memory the QUERYs running at
-	// once take (their windows, and a big reply until it is sent); a QUERY
-	// that finds none left gets 503 and the connection goes on.
+	// once take (their windows and merges, and a big reply until it is
+	// sent); a QUERY that finds none left gets 503, one that needs more
+	// than all of it 400, and the connection goes on.
 	QueryBudget *query.Budget
 	// MaxSeries caps the series a LOG may create: a LOG that would
 	// create one more is refused with a 400 line, so that the index (in
@@ -126,7 +127,6 @@ type Stats struct {
 	Accepted     uint64 // connections accepted
 	RejectedConn uint64 // connections refused with 503 (MaxConns)
 	Busy         uint64 // requests refused with 503 (MaxInflight or an overloaded store)
-	QueryBusy    uint64 // QUERYs refused with 503 (QueryBudget)
 	Requests     uint64 // request lines read (answered, or refused with 400 or 503)
 	Samples      uint64 // LOG samples acknowledged
 	BadRequests  uint64 // requests answered with 400
@@ -165,7 +165,6 @@ type Server struct {
 	stats struct {
 		conns                                   atomic.Int64
 		accepted, rejected, busy, requests      atomic.Uint64
-		queryBusy                               atomic.Uint64
 		samples, bad, longLines, timeouts, errs atomic.Uint64
 		seriesLimit                             atomic.Uint64
 	}
@@ -292,7 +291,6 @@ func (s *Server) Stats() Stats {
 		Accepted:     s.stats.accepted.Load(),
 		RejectedConn: s.stats.rejected.Load(),
 		Busy:         s.stats.busy.Load(),
-		QueryBusy:    s.stats.queryBusy.Load(),
 		Requests:     s.stats.requests.Load(),
 		Samples:      s.stats.samples.Load(),
 		BadRequests:  s.stats.bad.Load(),

@@ -32,9 +32,20 @@ func TestExecutorBudget(t *testing.T) {
 
 	small := NewBudget(1 << 20)
 	q.Budget = small
-	if _, err := e.Run(st, q); !errors.Is(err, ErrBusy) || small.Free() != 1<<20 {
-		t.Fatalf("100,000 windows in 1 MiB: %v, %d bytes free", err, small.Free())
+	if _, err := e.Run(st, q); !errors.Is(err, ErrTooLarge) || small.Free() != 1<<20 {
+		t.Fatalf("100,000 windows in 1 MiB: %v, %d bytes free; want ErrTooLarge", err, small.Free())
 	}
+	if !big.Take(1<<30 - 1<<20) {
+		t.Fatal("Take")
+	}
+	q.Budget = big
+	if _, err := e.Run(st, q); !errors.Is(err, ErrBusy) || big.Free() != 1<<20 {
+		t.Fatalf("100,000 windows in a budget of 1 GiB with 1 MiB left: %v, %d bytes free; want ErrBusy", err, big.Free())
+	}
+	if big.Refused() != 1 || small.Refused() != 1 {
+		t.Fatalf("refusals counted: %d and %d, want 1 each", big.Refused(), small.Refused())
+	}
+	q.Budget = small
 	q.Step = 100_000 // 1,000 windows: within the allowance
 	if pts, err := e.Run(st, q); err != nil || len(pts) != 1000 || small.Free() != 1<<20 {
 		t.Fatalf("1,000 windows: %d, %v, %d bytes free", len(pts), err, small.Free())
@@ -58,5 +69,37 @@ func TestReplyBytes(t *testing.T) {
 		if got := len(AppendPoints(nil, op, pts)); int64(got) > ReplyBytes(len(pts)) {
 			t.Errorf("%v: %d bytes, ReplyBytes %d", op, got, ReplyBytes(len(pts)))
 		}
+	}
+}
+
+// TestScanMergedBudget: merging several series in memory, or as they
+// stream, is charged to the budget while it runs and given back after.
+func TestScanMergedBudget(t *testing.T) {
+	st := &genStore{n: []int64{100_000, 100_000}, start: []int64{0, 500}, step: []int64{1000, 1000}}
+	refs := st.RefsByName(nil)
+	b := NewBudget(1 << 30)
+	n := 0
+	err := ScanMerged(st, refs, 0, math.MaxInt64, b, func(ts []int64, vs []float64) bool {
+		if b.Free() >= 1<<30-200_000*mergedBytes {
+			t.Errorf("merging 200,000 samples in memory holds %d bytes of the budget", 1<<30-b.Free())
+		}
+		n += len(ts)
+		return true
+	})
+	if err != nil || n != 200_000 || b.Free() != 1<<30 {
+		t.Fatalf("%d samples, %v, %d bytes free after", n, err, b.Free())
+	}
+	// A budget too small for the merge in memory but enough for two open
+	// scans streams them; one too small for that refuses.
+	b = NewBudget(1 << 20)
+	n = 0
+	err = ScanMerged(st, refs, 0, math.MaxInt64, b, func(ts []int64, vs []float64) bool { n += len(ts); return true })
+	if err != nil || n != 200_000 || b.Free() != 1<<20 {
+		t.Fatalf("200,000 samples in a 1 MiB budget: %d, %v, %d bytes free", n, err, b.Free())
+	}
+	tiny := NewBudget(streamedBytes)
+	err = ScanMerged(st, refs, 0, math.MaxInt64, tiny, func([]int64, []float64) bool { return true })
+	if !errors.Is(err, ErrTooLarge) || tiny.Free() != streamedBytes {
+		t.Fatalf("in a budget of one open scan: %v, %d bytes free; want ErrTooLarge", err, tiny.Free())
 	}
 }

@@ -51,8 +51,7 @@ type Executor struct {
 	win  Windows
 	aggs []tsdb.Aggregate
 
-	budget *Budget
-	held   int64 // taken from budget
+	charge charge // of the result's room, until Release
 }
 
 // Run computes q's windows: one point per window holding samples, oldest
@@ -77,7 +76,7 @@ func (e *Executor) run(st Store, q Spec) ([]Point, error) {
 	if len(refs) == 0 {
 		return nil, ErrNotFound
 	}
-	e.budget = q.Budget
+	e.charge.b = q.Budget
 	w := &e.win
 	w.Op, w.Step = q.Op, q.Step
 	if q.HasFrom {
@@ -103,47 +102,35 @@ func (e *Executor) run(st Store, q Spec) ([]Point, error) {
 		}
 		mint = archived // ScanMerged scans nothing when the archives answered all
 	}
-	busy := false
-	err := ScanMerged(st, refs, mint, maxt, func(ts []int64, vs []float64) bool {
+	var cerr error
+	err := ScanMerged(st, refs, mint, maxt, q.Budget, func(ts []int64, vs []float64) bool {
 		w.Add(ts, vs)
-		if !e.charge() {
-			busy = true
+		if cerr = e.grow(); cerr != nil {
 			return false
 		}
 		return q.MaxPoints == 0 || len(w.points) <= q.MaxPoints
 	})
-	switch {
-	case err != nil:
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return nil, err
-	case busy:
-		return nil, ErrBusy
 	}
 	pts := w.Result()
 	if q.MaxPoints > 0 && len(pts) > q.MaxPoints {
 		w.points = nil // let go of them
 		return nil, ErrTooManyPoints
 	}
-	if !e.charge() { // the window Result closed
-		return nil, ErrBusy
+	if err := e.grow(); err != nil { // the window Result closed
+		return nil, err
 	}
 	return pts, nil
 }
 
-// charge takes from the budget what the result's room has grown to beyond
-// the free allowance, and reports whether it was left.
-func (e *Executor) charge() bool {
-	if e.budget == nil {
-		return true
-	}
-	need := int64(cap(e.win.points))*pointBytes + int64(cap(e.aggs))*aggregateBytes - freeBytes
-	if need <= e.held {
-		return true
-	}
-	if !e.budget.Take(need - e.held) {
-		return false
-	}
-	e.held = need
-	return true
+// grow charges the budget with what the result's room has grown to beyond
+// the free allowance.
+func (e *Executor) grow() error {
+	return e.charge.grow(int64(cap(e.win.points))*pointBytes + int64(cap(e.aggs))*aggregateBytes - freeBytes)
 }
 
 // archiveFor returns the coarsest archive resolution whose points each fall
@@ -163,17 +150,17 @@ func archiveFor(q Spec, archived int64) time.Duration {
 func (e *Executor) addArchived(st Store, refs []tsdb.SeriesRef, res time.Duration, mint, maxt int64) error {
 	e.aggs = e.aggs[:0]
 	for _, ref := range refs {
-		busy := false
+		var cerr error
 		err := st.ScanAggregates(ref, res, mint, maxt, func(a []tsdb.Aggregate) bool {
 			e.aggs = append(e.aggs, a...)
-			busy = !e.charge()
-			return !busy
+			cerr = e.grow()
+			return cerr == nil
 		})
+		if err == nil {
+			err = cerr
+		}
 		if err != nil {
 			return err
-		}
-		if busy {
-			return ErrBusy
 		}
 	}
 	if len(refs) > 1 {
@@ -187,21 +174,18 @@ func (e *Executor) addArchived(st Store, refs []tsdb.SeriesRef, res time.Duratio
 	for _, a := range e.aggs {
 		e.win.AddAggregate(a.T, a.Count, a.Sum, a.Min, a.Max, a.Last)
 	}
-	if cap(e.aggs) > maxKept {
-		e.aggs = nil // still charged, until Release
-	}
-	if !e.charge() {
-		return ErrBusy
-	}
-	return nil
+	return e.grow()
 }
 
 // Release ends the use of the last result, letting go of its memory if it
 // was big.
 func (e *Executor) Release() {
 	e.win.Reset()
-	e.budget.Give(e.held)
-	e.held, e.budget = 0, nil
+	if cap(e.aggs)*aggregateBytes > freeBytes {
+		e.aggs = nil
+	}
+	e.charge.release()
+	e.charge.b = nil
 }
 
 // ScanMerged calls fn with the samples of every ref in [mint, maxt) in
@@ -210,30 +194,46 @@ func (e *Executor) Release() {
 // with several label sets) are merged in memory when they hold at most
 // mergeBudget samples in range; beyond, up to maxStreamed of them are
 // merged as they stream, each holding one open scan, so that a long range
-// does not take memory in proportion to its samples.
-func ScanMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64, fn func(ts []int64, vs []float64) bool) error {
+// does not take memory in proportion to its samples, and more are merged
+// in memory. What a merge takes is charged to b (nil: no bound) while it
+// runs: it returns ErrBusy or ErrTooLarge when b refuses.
+func ScanMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64, b *Budget, fn func(ts []int64, vs []float64) bool) error {
 	if mint >= maxt {
 		return nil
 	}
 	if len(refs) == 1 {
 		return st.Scan(refs[0], mint, maxt, fn)
 	}
-	budget := mergeBudget
+	c := charge{b: b}
+	defer c.release()
+	limit := mergeBudget
 	if len(refs) > maxStreamed {
-		budget = math.MaxInt // more open scans would take more memory than the samples
+		limit = math.MaxInt // more open scans would take more memory than the samples
 	}
 	var ts []int64
 	var vs []float64
+	var cerr error
 	for _, ref := range refs {
 		err := st.Scan(ref, mint, maxt, func(t []int64, v []float64) bool {
 			ts = append(ts, t...)
 			vs = append(vs, v...)
-			return len(ts) <= budget
+			cerr = c.grow(int64(cap(ts)) * mergedBytes)
+			return cerr == nil && len(ts) <= limit
 		})
 		if err != nil {
 			return err
 		}
-		if len(ts) > budget {
+		if cerr != nil && len(refs) > maxStreamed {
+			return cerr
+		}
+		if cerr != nil || len(ts) > limit {
+			// Too many samples, or not enough of the budget, to merge in
+			// memory: streamed, they take less.
+			ts, vs = nil, nil
+			c.release()
+			if err := c.grow(int64(len(refs)) * streamedBytes); err != nil {
+				return err
+			}
 			return streamMerged(st, refs, mint, maxt, fn)
 		}
 	}

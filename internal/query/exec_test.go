@@ -314,7 +314,7 @@ func TestScanMerged(t *testing.T) {
 		}
 		slices.SortStableFunc(want, func(a, b sample) int { return cmp.Compare(a.t, b.t) })
 		var got []sample
-		err := ScanMerged(st, st.RefsByName(nil), 0, math.MaxInt64, func(ts []int64, vs []float64) bool {
+		err := ScanMerged(st, st.RefsByName(nil), 0, math.MaxInt64, nil, func(ts []int64, vs []float64) bool {
 			for i := range ts {
 				got = append(got, sample{ts[i], vs[i]})
 			}
@@ -332,7 +332,7 @@ func TestScanMergedStreams(t *testing.T) {
 	const n = 4 * mergeBudget
 	st := &genStore{n: []int64{n, n}, start: []int64{0, 0}, step: []int64{1000, 1000}}
 	calls := 0
-	err := ScanMerged(st, st.RefsByName(nil), 0, math.MaxInt64, func(ts []int64, vs []float64) bool {
+	err := ScanMerged(st, st.RefsByName(nil), 0, math.MaxInt64, nil, func(ts []int64, vs []float64) bool {
 		calls++
 		return calls < 3
 	})
@@ -340,7 +340,7 @@ func TestScanMergedStreams(t *testing.T) {
 		t.Errorf("%v; read %d samples of %d to pass on 3 chunks", err, st.produced, 2*n)
 	}
 	st = &genStore{n: []int64{n, n}, start: []int64{0, 0}, step: []int64{1000, 1000}, fail: 2}
-	err = ScanMerged(st, st.RefsByName(nil), 0, math.MaxInt64, func([]int64, []float64) bool { return true })
+	err = ScanMerged(st, st.RefsByName(nil), 0, math.MaxInt64, nil, func([]int64, []float64) bool { return true })
 	if err == nil || err.Error() != "checksum mismatch" {
 		t.Errorf("a scan failing: %v, want its error", err)
 	}
@@ -355,6 +355,6 @@ func BenchmarkScanMerged(b *testing.B) {
 	b.SetBytes(4 * n)
 	b.ReportAllocs()
 	for b.Loop() {
-		ScanMerged(st, refs, 0, math.MaxInt64, func([]int64, []float64) bool { return true })
+		ScanMerged(st, refs, 0, math.MaxInt64, nil, func([]int64, []float64) bool { return true })
 	}
 }

@@ -59,7 +59,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	m("vigia_native_connections", "Open native protocol connections.", gauge, float64(ns.Conns))
 	m("vigia_native_accepted_connections_total", "Native connections accepted.", counter, float64(ns.Accepted))
 	m("vigia_native_refused_connections_total", "Native connections refused with 503 (--max-conns).", counter, float64(ns.RejectedConn))
-	m("vigia_native_query_busy_total", "Native QUERYs refused with 503: the queries running held --max-query-memory.", counter, float64(ns.QueryBusy))
+	m("vigia_query_refused_total", "Queries and exports (native and HTTP) the --max-query-memory budget refused: 503 while the queries running held it, 400 when one needed more than all of it.", counter, float64(c.s.budget.Refused()))
 	m("vigia_native_busy_total", "Native requests refused with 503 (--max-inflight or an overloaded store).", counter, float64(ns.Busy))
 	m("vigia_native_requests_total", "Native request lines read and answered or refused (a 400, a 503 included).", counter, float64(ns.Requests))
 	m("vigia_native_samples_total", "LOG samples acknowledged.", counter, float64(ns.Samples))

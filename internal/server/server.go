@@ -62,8 +62,9 @@ type Options struct {
 
 // Server is a running vigia server. Build it with Open, run it with Run.
 type Server struct {
-	opts Options
-	log  *slog.Logger
+	opts   Options
+	budget *query.Budget // of the queries' memory, native and HTTP
+	log    *slog.Logger
 
 	db      *tsdb.DB
 	meta    *bbolt.DB
@@ -158,7 +159,7 @@ func Open(opts Options) (_ *Server, err error) {
 	if maxQueryMemory <= 0 {
 		maxQueryMemory = 512 << 20
 	}
-	budget := query.NewBudget(maxQueryMemory)
+	s.budget = query.NewBudget(maxQueryMemory)
 	s.native = native.New(native.Options{
 		Store:          s.db,
 		Writer:         ingest.New(s.db, s.alerts),
@@ -167,7 +168,7 @@ func Open(opts Options) (_ *Server, err error) {
 		MaxInflight:    opts.MaxInflight,
 		MaxSeries:      opts.MaxSeries,
 		MaxQueryPoints: opts.MaxQueryPoints,
-		QueryBudget:    budget,
+		QueryBudget:    s.budget,
 		IdleTimeout:    opts.IdleTimeout,
 		Logger:         opts.Logger,
 	})
@@ -177,7 +178,7 @@ func Open(opts Options) (_ *Server, err error) {
 			Store:          s.db,
 			Gatherer:       reg,
 			MaxQueryPoints: opts.MaxQueryPoints,
-			QueryBudget:    budget,
+			QueryBudget:    s.budget,
 			Alerts:         s.alerts.Handler(),
 			Logger:         opts.Logger,
 		}),
