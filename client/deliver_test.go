@@ -17,8 +17,15 @@ import (
 	"time"
 )
 
-// newTestClient returns a real-clock Client sending to addr with short
-// timeouts, closed at the end of the test.
+// testTimeout is the Dial, Write and ReadTimeout of newTestClient. The
+// servers of these tests answer at once or never, so a timeout only
+// bounds a hang; a short one would fail a delivery on a busy machine
+// (the reply late, the batch sent again and stored twice) and with it
+// the tests that count deliveries, failures and copies exactly.
+const testTimeout = 30 * time.Second
+
+// newTestClient returns a real-clock Client sending to addr, closed at
+// the end of the test.
 func newTestClient(t *testing.T, addr string, o Options) *Client {
 	t.Helper()
 	o.Addr = addr
@@ -29,13 +36,13 @@ func newTestClient(t *testing.T, addr string, o Options) *Client {
 		o.Period = time.Hour // tests Flush explicitly
 	}
 	if o.DialTimeout == 0 {
-		o.DialTimeout = time.Second
+		o.DialTimeout = testTimeout
 	}
 	if o.WriteTimeout == 0 {
-		o.WriteTimeout = time.Second
+		o.WriteTimeout = testTimeout
 	}
 	if o.ReadTimeout == 0 {
-		o.ReadTimeout = time.Second
+		o.ReadTimeout = testTimeout
 	}
 	c, err := New(&o)
 	if err != nil {
@@ -78,14 +85,14 @@ func TestDeliverNative(t *testing.T) {
 	c := newTestClient(t, srv.addr, Options{Period: time.Minute})
 	c.Counter("a.b").Add(3)
 	c.Gauge("g").Set(0.5)
-	flush(t, c, 5*time.Second)
+	flush(t, c, testTimeout)
 	start := time.Now().Truncate(time.Minute).Unix()
 	want := []string{fmt.Sprintf("LOG a.b 3 %d", start), fmt.Sprintf("LOG g 0.5 %d", start)}
 	if got := srv.lines(); !slices.Equal(got, want) {
 		t.Fatalf("server got %q, want %q", got, want)
 	}
 	c.Counter("a.b").Inc()
-	flush(t, c, 5*time.Second)
+	flush(t, c, testTimeout)
 	if got, dials := len(srv.lines()), srv.dialCount(); got != 3 || dials != 1 {
 		t.Errorf("%d lines on %d connections, want 3 on 1", got, dials)
 	}
@@ -113,7 +120,7 @@ func TestCollectorClosesIntervalsOnTime(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, "5 points delivered", 5*time.Second, func() bool { return len(srv.lines()) >= 5 })
+	waitFor(t, "5 points delivered", testTimeout, func() bool { return len(srv.lines()) >= 5 })
 	var prev float64
 	for _, l := range srv.lines() {
 		_, v, ts := parseLog(t, l)
@@ -138,7 +145,7 @@ func TestRetryAfterCut(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		c.Counter("c" + strconv.Itoa(i)).Add(float64(i + 1))
 	}
-	flush(t, c, 10*time.Second)
+	flush(t, c, testTimeout)
 	got := srv.lines()
 	if len(got) != 20 {
 		t.Fatalf("server stored %d lines, want each of the 20 once: %q", len(got), got)
@@ -170,7 +177,7 @@ func TestLostAckResends(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		c.Counter("c" + strconv.Itoa(i)).Inc()
 	}
-	flush(t, c, 10*time.Second)
+	flush(t, c, testTimeout)
 	count := map[string]int{}
 	for _, l := range srv.lines() {
 		name, _, _ := parseLog(t, l)
@@ -198,7 +205,7 @@ func TestRejectedAndBusy(t *testing.T) {
 	c.Counter("c1").Inc()
 	c.Counter("bad").Inc()
 	c.Counter("c2").Inc()
-	flush(t, c, 10*time.Second)
+	flush(t, c, testTimeout)
 	if got := len(srv.lines()); got != 2 {
 		t.Errorf("stored %d, want 2: %q", got, srv.lines())
 	}
@@ -212,11 +219,11 @@ func TestStaleConnectionIsReplacedAtOnce(t *testing.T) {
 	srv := newFakeServer(t)
 	c := newTestClient(t, srv.addr, Options{})
 	c.Counter("a").Inc()
-	flush(t, c, 5*time.Second)
+	flush(t, c, testTimeout)
 	srv.stop() // closes the idle connection, as a server's idle timeout does
 	srv.start(srv.addr)
 	c.Counter("a").Inc()
-	flush(t, c, 5*time.Second)
+	flush(t, c, testTimeout)
 	if st := c.Stats(); st.Failures != 0 || st.Delivered != 2 {
 		t.Errorf("stats %+v: a stale connection should be redialed without a failed attempt", st)
 	}
@@ -233,7 +240,7 @@ func TestPeriodicRetryAfterOutage(t *testing.T) {
 		ctr.Inc()
 		time.Sleep(period / 5)
 	}
-	waitFor(t, "failed attempts", 5*time.Second, func() bool { return c.Stats().Failures >= 2 })
+	waitFor(t, "failed attempts", testTimeout, func() bool { return c.Stats().Failures >= 2 })
 	held := c.Stats().Held
 	if held == 0 {
 		t.Fatal("nothing held during the outage")
@@ -249,7 +256,7 @@ func TestPeriodicRetryAfterOutage(t *testing.T) {
 		}
 		return sum
 	}
-	waitFor(t, "all 10 increments delivered without Flush", 5*time.Second, func() bool { return total() == 10 })
+	waitFor(t, "all 10 increments delivered without Flush", testTimeout, func() bool { return total() == 10 })
 	time.Sleep(2 * period)
 	if got := total(); got != 10 {
 		t.Errorf("server got a total of %v, want 10", got)
@@ -330,7 +337,7 @@ func TestBacklogBound(t *testing.T) {
 
 	// Back up: exactly what was held is delivered, the drop report last.
 	srv.start(addr)
-	flush(t, c, 5*time.Second)
+	flush(t, c, testTimeout)
 	lines := srv.lines()
 	if len(lines) != maxPoints {
 		t.Fatalf("delivered %d, want %d", len(lines), maxPoints)
@@ -345,7 +352,7 @@ func TestCloseDeliversAndStops(t *testing.T) {
 	srv := newFakeServer(t)
 	c := newTestClient(t, srv.addr, Options{})
 	c.Counter("a").Add(2)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	if err := c.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -375,7 +382,7 @@ func TestCloseWithServerDownReportsLoss(t *testing.T) {
 	closed := make(chan error, 1)
 	go func() { closed <- c.Close(ctx) }()
 	// Close retries while its context lasts, and returns when it ends.
-	waitFor(t, "Close to retry", 10*time.Second, func() bool { return c.Stats().Failures >= 2 })
+	waitFor(t, "Close to retry", testTimeout, func() bool { return c.Stats().Failures >= 2 })
 	cancel()
 	select {
 	case err = <-closed:
@@ -414,7 +421,7 @@ func TestConcurrentUpdatesAndFlushes(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 0; i < 20; i++ {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 			if err := c.Flush(ctx); err != nil {
 				t.Error(err)
 			}
@@ -422,7 +429,7 @@ func TestConcurrentUpdatesAndFlushes(t *testing.T) {
 		}
 	}()
 	wg.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	if err := c.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -438,7 +445,7 @@ func TestConcurrentUpdatesAndFlushes(t *testing.T) {
 		}
 	}
 	if n != workers*per || hcount != workers*per {
-		t.Errorf("server got counter total %v and histogram count %v, want %d", n, hcount, workers*per)
+		t.Errorf("server got counter total %v and histogram count %v, want %d (stats %+v)", n, hcount, workers*per, c.Stats())
 	}
 }
 
@@ -476,10 +483,10 @@ func TestGraphite(t *testing.T) {
 	c := newTestClient(t, ln.Addr().String(), Options{Protocol: Graphite, Period: time.Minute})
 	c.Counter("a.b").Add(4)
 	c.Gauge("c").Set(-1.25)
-	flush(t, c, 5*time.Second)
+	flush(t, c, testTimeout)
 	start := time.Now().Truncate(time.Minute).Unix()
 	want := []string{fmt.Sprintf("a.b 4 %d", start), fmt.Sprintf("c -1.25 %d", start)}
-	waitFor(t, "graphite lines", 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 2 })
+	waitFor(t, "graphite lines", testTimeout, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 2 })
 	mu.Lock()
 	defer mu.Unlock()
 	if !slices.Equal(got, want) {
@@ -507,7 +514,7 @@ func TestBusyShrinksWindow(t *testing.T) {
 	})
 	c := newTestClient(t, srv.addr, Options{MaxInFlight: 64})
 	c.Counter("a").Inc()
-	flush(t, c, 10*time.Second)
+	flush(t, c, testTimeout)
 	// Three 503s halve the window to 8; the success then grows it by a
 	// quarter plus one.
 	if w := c.sender.window; w != 11 {
@@ -550,7 +557,7 @@ func TestGraphiteKeepsWhatWasNotWritten(t *testing.T) {
 		b, _ := io.ReadAll(conn)
 		got <- string(b)
 	}()
-	flush(t, c, 5*time.Second)
+	flush(t, c, testTimeout)
 	if line := <-got; !strings.HasPrefix(line, "a 1 ") {
 		t.Errorf("server got %q", line)
 	}
@@ -570,7 +577,7 @@ func TestFlushReturnsWhenClosed(t *testing.T) {
 	c.Counter("a").Inc()
 	flushed := make(chan error, 1)
 	go func() { flushed <- c.Flush(context.Background()) }()
-	waitFor(t, "a failed attempt", 5*time.Second, func() bool { return c.Stats().Failures > 0 })
+	waitFor(t, "a failed attempt", testTimeout, func() bool { return c.Stats().Failures > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if err := c.Close(ctx); err == nil {
@@ -581,8 +588,8 @@ func TestFlushReturnsWhenClosed(t *testing.T) {
 		if !errors.Is(err, ErrClosed) {
 			t.Errorf("Flush: %v, want ErrClosed", err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Flush still waiting 5s after Close stopped the client")
+	case <-time.After(testTimeout):
+		t.Fatalf("Flush still waiting %v after Close stopped the client", testTimeout)
 	}
 }
 
@@ -623,7 +630,7 @@ func TestBusyIsReportedWhileWriting(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	flushed := make(chan error, 1)
 	go func() { flushed <- c.Flush(ctx) }()
-	waitFor(t, "a failed attempt", 10*time.Second, func() bool { return c.Stats().Failures > 0 })
+	waitFor(t, "a failed attempt", testTimeout, func() bool { return c.Stats().Failures > 0 })
 	cancel()
 	if err := <-flushed; !errors.Is(err, ErrBusy) {
 		t.Errorf("Flush: %v, want the last delivery error to be ErrBusy", err)

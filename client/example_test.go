@@ -44,7 +44,9 @@ func Example() {
 
 // closeInterval stands in for the end of an interval in the examples: the
 // Flush closes it and fails, as nothing listens at 127.0.0.1:1, so the
-// points stay held for Get and Snapshot to show.
+// points stay held for Get and Snapshot to show. (The examples' Period of
+// an hour keeps an interval from ending by itself while they run, which
+// would add points to their output.)
 func closeInterval(c *client.Client) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
@@ -64,7 +66,7 @@ func closeQuickly(c *client.Client) {
 var quiet = slog.New(slog.DiscardHandler)
 
 func ExampleClient_Counter() {
-	c, _ := client.New(&client.Options{Addr: "127.0.0.1:1", Logger: quiet})
+	c, _ := client.New(&client.Options{Addr: "127.0.0.1:1", Logger: quiet, Period: time.Hour})
 	defer closeQuickly(c)
 
 	orders := c.Counter("orders")
@@ -80,7 +82,7 @@ func ExampleClient_Counter() {
 }
 
 func ExampleClient_Gauge() {
-	c, _ := client.New(&client.Options{Addr: "127.0.0.1:1", Logger: quiet})
+	c, _ := client.New(&client.Options{Addr: "127.0.0.1:1", Logger: quiet, Period: time.Hour})
 	defer closeQuickly(c)
 
 	queue := c.Gauge("queue.length")                          // the last value set
@@ -103,6 +105,7 @@ func ExampleClient_Histogram() {
 	c, _ := client.New(&client.Options{
 		Addr:      "127.0.0.1:1",
 		Logger:    quiet,
+		Period:    time.Hour,
 		Quantiles: []float64{0.5, 0.99},
 	})
 	defer closeQuickly(c)
@@ -127,7 +130,7 @@ func ExampleClient_Histogram() {
 }
 
 func ExampleTimer_Since() {
-	c, _ := client.New(&client.Options{Addr: "127.0.0.1:1", Logger: quiet})
+	c, _ := client.New(&client.Options{Addr: "127.0.0.1:1", Logger: quiet, Period: time.Hour})
 	defer closeQuickly(c)
 
 	query := c.Timer("db.query")
@@ -147,7 +150,7 @@ func ExampleTimer_Since() {
 }
 
 func ExampleClient_Register() {
-	c, _ := client.New(&client.Options{Addr: "127.0.0.1:1", Logger: quiet})
+	c, _ := client.New(&client.Options{Addr: "127.0.0.1:1", Logger: quiet, Period: time.Hour})
 	defer closeQuickly(c)
 
 	var served float64 // a running total kept elsewhere in the program
@@ -172,6 +175,7 @@ func ExampleSubstitutions() {
 	c, _ := client.New(&client.Options{
 		Addr:          "127.0.0.1:1",
 		Logger:        quiet,
+		Period:        time.Hour,
 		Prefix:        "%env%.",
 		Substitutions: client.Substitutions{"%env%": "prod", "%node%": "web1"},
 	})
@@ -186,7 +190,7 @@ func ExampleSubstitutions() {
 }
 
 func ExampleClient_Delete() {
-	c, _ := client.New(&client.Options{Addr: "127.0.0.1:1", Logger: quiet})
+	c, _ := client.New(&client.Options{Addr: "127.0.0.1:1", Logger: quiet, Period: time.Hour})
 	defer closeQuickly(c)
 
 	c.Counter("debug.events").Inc()

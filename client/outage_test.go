@@ -49,8 +49,9 @@ type outageResult struct {
 // runOutage drives a client through a faulty proxy to backend with a clock
 // 20 times faster than real time and a Period of 1s of that clock, so that
 // each point has its own whole second: updates for 6 s (120 intervals),
-// a SIGKILL of the backend after 1.5 s and a restart 1.5 s later, faults
-// all along, then a healthy Flush and Close.
+// or longer until enough faults were seen, a SIGKILL of the backend after
+// 1.5 s and a restart 1.5 s later, faults all along, then a healthy Flush
+// and Close.
 func runOutage(t *testing.T, be outageBackend, metrics int) outageResult {
 	t.Helper()
 	proxy := newFaultyProxy(t, be.addr, 700*time.Millisecond)
@@ -96,7 +97,17 @@ func runOutage(t *testing.T, be outageBackend, metrics int) outageResult {
 	be.kill()
 	time.Sleep(1500 * time.Millisecond)
 	be.restart()
-	time.Sleep(3 * time.Second)
+	// At least 3 s more, and until the faults below were exercised: how
+	// many lines pass through the proxy in a given time, and so how many
+	// faults it injects, depends on how busy the machine is. The deadline
+	// only bounds a scenario that cannot get there.
+	restarted := time.Now()
+	for deadline := restarted.Add(time.Minute); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		if time.Since(restarted) >= 3*time.Second && faultsExercised(c.Stats(), proxy) {
+			break
+		}
+	}
 	close(stop)
 	wg.Wait()
 
@@ -112,7 +123,7 @@ func runOutage(t *testing.T, be outageBackend, metrics int) outageResult {
 	r.proxy.forwarded, r.proxy.replied, r.proxy.cuts, r.proxy.delays = proxy.stats()
 	t.Logf("client: %+v", r.stats)
 	t.Logf("proxy: %+v", r.proxy)
-	if r.stats.Failures < 3 || r.proxy.cuts < 2 || r.proxy.delays < 10 {
+	if !faultsExercised(r.stats, proxy) {
 		t.Errorf("the scenario did not exercise faults: %d failed attempts, %d cuts, %d delays",
 			r.stats.Failures, r.proxy.cuts, r.proxy.delays)
 	}
@@ -120,6 +131,13 @@ func runOutage(t *testing.T, be outageBackend, metrics int) outageResult {
 		t.Errorf("stats %+v: want nothing held, dropped or rejected", r.stats)
 	}
 	return r
+}
+
+// faultsExercised reports whether an outage scenario has seen enough
+// faults to mean something: failed attempts, cuts and delayed replies.
+func faultsExercised(st Stats, p *faultyProxy) bool {
+	_, _, cuts, delays := p.stats()
+	return st.Failures >= 3 && cuts >= 2 && delays >= 10
 }
 
 // checkStored compares what the server stored, as per-second window

@@ -192,7 +192,7 @@ func TestDiskFull(t *testing.T) {
 	// Fill the disk once the WAL segment prepared ahead of the current
 	// one is in place.
 	next := filepath.Join(dataDir, "metrics", "wal", "0000000000000001.wal")
-	waitFor(t, 10*time.Second, "WAL segment 1 prepared", func() bool {
+	waitFor(t, startTimeout, "WAL segment 1 prepared", func() bool {
 		_, err := os.Stat(next)
 		return err == nil
 	})
@@ -210,7 +210,7 @@ func TestDiskFull(t *testing.T) {
 	id := len(acked) + len(refused)
 	s.alive()
 	t.Logf("full disk: %d LOGs acknowledged, %d refused", len(acked), len(refused))
-	waitFor(t, 5*time.Second, "the log saying that the disk is full", func() bool {
+	waitFor(t, startTimeout, "the log saying that the disk is full", func() bool {
 		return strings.Contains(s.log(), "no space left on device")
 	})
 	c := s.dial()
@@ -251,13 +251,13 @@ func TestDiskFull(t *testing.T) {
 	}
 	// Space freed: LOGs succeed again, without a restart. The LOG of a
 	// series that a refused LOG created in the store survives a kill too.
-	waitFor(t, 10*time.Second, "a LOG acknowledged once space is freed", func() bool {
+	waitFor(t, startTimeout, "a LOG acknowledged once space is freed", func() bool {
 		a, _, _ := logIDs(t, s, refused[:1])
 		return len(a) == 1
 	})
 	if startedFull {
 		// The log reaches s.log() through a pipe: wait for the line.
-		waitFor(t, 5*time.Second, "the log saying that writes are accepted again", func() bool {
+		waitFor(t, startTimeout, "the log saying that writes are accepted again", func() bool {
 			return strings.Contains(s.log(), "writes are accepted again")
 		})
 	}
@@ -289,13 +289,13 @@ func TestDiskFull(t *testing.T) {
 	c = s.dial()
 	expectSeries(t, c, "full.base", 1200)
 	checkIDs(t, s, acked, "full again, after SIGKILL")
-	waitFor(t, 10*time.Second, "a background flush failing on the full disk", func() bool {
+	waitFor(t, startTimeout, "a background flush failing on the full disk", func() bool {
 		return strings.Contains(s.log(), "flush failed")
 	})
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "a background flush once space is freed", func() bool {
+	waitFor(t, startTimeout, "a background flush once space is freed", func() bool {
 		return s.flushes() > 0
 	})
 	logBatch(t, c, "full.base", 1200, 1300)

@@ -18,15 +18,14 @@ import (
 // next two ticks.
 //
 // The scheduled times are compared exactly: each must be t0 + k·P for an
-// integer k, k increasing, with exactly the overlapped ticks skipped. Only
-// the start lateness (actual start - scheduled time) depends on the
-// machine: it is timer wake-up latency, a few ms normally, but this runs
-// with -race on 2 shared cores, often busy with other tests, so the
-// tolerance is 120 ms, and a third of the ticks may miss it. That is under
-// the 150 ms a drifting loop adds on its first slow tick and every tick
-// after, so accumulated drift cannot hide in it. A machine slow enough to make a 150 ms check overrun
-// too is allowed for: the expected overruns are counted from the checks'
-// actual end times.
+// integer k, k increasing, never started before it is due, with exactly
+// the overlapped ticks skipped. Which ticks a check overlapped is decided
+// by when it ended, measured in the test as the end of the hook plus the
+// check's own duration (Stats.LastCheck); Run takes its own reading a few
+// instructions later. Only when that reading falls within slack of a tick
+// may the two disagree, and then either tick is accepted. How late each
+// tick started depends on the machine (this runs with -race on 2 shared
+// cores): it is logged, not asserted.
 func TestScheduleDoesNotDrift(t *testing.T) {
 	const (
 		P         = 200 * time.Millisecond
@@ -34,10 +33,15 @@ func TestScheduleDoesNotDrift(t *testing.T) {
 		overrun   = 450 * time.Millisecond
 		overrunAt = 4 // tick index whose check overruns
 		ticks     = 11
-		tolerance = 120 * time.Millisecond
+		slack     = P / 10
 	)
 	m := newTestMonitor(t, newFakeStore(), Options{Interval: P})
-	type tick struct{ due, start, end time.Time }
+	// prevCheck is how long the previous check took, read when the next
+	// tick starts.
+	type tick struct {
+		due, start, end time.Time
+		prevCheck       time.Duration
+	}
 	var (
 		mu  sync.Mutex
 		got []tick
@@ -45,6 +49,7 @@ func TestScheduleDoesNotDrift(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.beforeCheck = func(due time.Time) {
 		start := time.Now()
+		prevCheck := m.Stats().LastCheck
 		mu.Lock()
 		n := len(got)
 		mu.Unlock()
@@ -54,7 +59,7 @@ func TestScheduleDoesNotDrift(t *testing.T) {
 		}
 		time.Sleep(d)
 		mu.Lock()
-		got = append(got, tick{due, start, time.Now()})
+		got = append(got, tick{due, start, time.Now(), prevCheck})
 		if len(got) == ticks {
 			cancel()
 		}
@@ -67,48 +72,71 @@ func TestScheduleDoesNotDrift(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not finish")
 	}
+	stats := m.Stats()
 
 	t0 := got[0].due
+	// next returns the ticks Run may take next after a check that ended
+	// at about end, when the last one it ran was prevK: the first tick
+	// after the end, or prevK+1 when the check fit in its period.
+	next := func(prevK int64, end time.Time) (lo, hi int64) {
+		k := func(end time.Time) int64 { return max(prevK+1, int64(end.Sub(t0)/P)+1) }
+		return k(end), k(end.Add(slack))
+	}
+	var late []string
 	prevK := int64(-1)
-	overruns, lateTicks := 0, 0
+	overruns, skipped := 0, int64(0)
 	for i, tk := range got {
 		off := tk.due.Sub(t0)
 		if off%P != 0 {
 			t.Fatalf("tick %d scheduled at t0+%v, not a multiple of %v", i, off, P)
 		}
 		k := int64(off / P)
-		wantK := prevK + 1
-		if i > 0 && got[i-1].end.After(t0.Add(time.Duration(wantK)*P)) {
-			// The previous check overran: the next tick is the first
-			// after it ended, not one it overlapped (no pile-up).
-			wantK = int64(got[i-1].end.Sub(t0)/P) + 1
-			overruns++
+		if i > 0 {
+			end := got[i-1].end.Add(tk.prevCheck)
+			lo, hi := next(prevK, end)
+			if k != lo && k != hi {
+				t.Fatalf("tick %d: k = %d, want %d (the previous check ended at about t0+%v)", i, k, lo, end.Sub(t0))
+			}
+			if k != lo {
+				t.Logf("tick %d: k = %d: the previous check ended within %v of tick %d", i, k, slack, lo)
+			}
+			if k > prevK+1 {
+				overruns++
+				skipped += k - prevK - 1
+			}
 		}
-		if k != wantK {
-			t.Fatalf("tick %d: k = %d, want %d (previous ended at t0+%v)", i, k, wantK, got[i-1].end.Sub(t0))
-		}
-		if late := tk.start.Sub(tk.due); late < 0 {
-			t.Errorf("tick %d (k=%d) started %v before its scheduled time", i, k, -late)
-		} else if late > tolerance {
-			t.Logf("tick %d (k=%d) started %v after its scheduled time; tolerance %v", i, k, late, tolerance)
-			lateTicks++
+		if l := tk.start.Sub(tk.due); l < 0 {
+			t.Errorf("tick %d (k=%d) started %v before its scheduled time", i, k, -l)
+		} else {
+			late = append(late, l.Round(100*time.Microsecond).String())
 		}
 		prevK = k
 	}
-	if lateTicks > len(got)/3 {
-		t.Errorf("%d of %d ticks started late", lateTicks, len(got))
-	}
-	if last := got[len(got)-1]; last.end.After(t0.Add(time.Duration(prevK+1) * P)) {
-		overruns++ // the last check, ended after Run was cancelled
-	}
-	if s := m.Stats(); s.Overruns != uint64(overruns) || overruns < 1 || s.SkippedTicks < 2 {
-		t.Errorf("stats: %d overruns, %d skipped ticks; want %d (at least 1) and >= 2", s.Overruns, s.SkippedTicks, overruns)
+	t.Logf("ticks started late by %v", late)
+	if overruns < 1 || skipped < 2 {
+		t.Errorf("%d overruns skipping %d ticks; the %v check should have skipped 2 at least", overruns, skipped, overrun)
 	}
 	if last := got[len(got)-1]; int64(last.due.Sub(t0)/P) < ticks+1 {
 		t.Errorf("last tick k=%d: the overrun skipped no tick", last.due.Sub(t0)/P)
+	}
+	// The last check ran after Run was cancelled; it counts as an overrun
+	// too when it ended after the next tick.
+	last := got[len(got)-1]
+	lo, hi := next(prevK, last.end.Add(stats.LastCheck))
+	okStats := false
+	for _, k := range []int64{lo, hi} {
+		o, s := overruns, skipped
+		if k > prevK+1 {
+			o, s = o+1, s+k-prevK-1
+		}
+		okStats = okStats || stats.Overruns == uint64(o) && stats.SkippedTicks == uint64(s)
+	}
+	if !okStats {
+		t.Errorf("stats: %d overruns, %d skipped ticks; the ticks say %d and %d, plus the last check's (k = %d next, or %d)",
+			stats.Overruns, stats.SkippedTicks, overruns, skipped, lo, hi)
 	}
 }
 
@@ -167,9 +195,9 @@ func TestEachSampleInExactlyOneCheck(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(t, 5*time.Second, "the last samples to be checked", func() bool { return m.Stats().PendingSamples == 0 })
+	waitFor(t, 20*time.Second, "the last samples to be checked", func() bool { return m.Stats().PendingSamples == 0 })
 	ms := m.Stats().Checks
-	waitFor(t, 5*time.Second, "one more check", func() bool { return m.Stats().Checks > ms })
+	waitFor(t, 20*time.Second, "one more check", func() bool { return m.Stats().Checks > ms })
 	cancel()
 	<-runDone
 	cancelSub()
@@ -197,7 +225,7 @@ func TestRunOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- m.Run(ctx) }()
-	waitFor(t, time.Second, "Run to start", m.running.Load)
+	waitFor(t, 20*time.Second, "Run to start", m.running.Load)
 	if err := m.Run(ctx); err != errRunning {
 		t.Fatalf("second Run: %v", err)
 	}

@@ -108,7 +108,7 @@ func TestWebhookPayload(t *testing.T) {
 	runMonitor(t, m)
 
 	m.Observe([]tsdb.Sample{sample(1, 10_000, 0.95), sample(1, 20_000, 0.97)})
-	waitFor(t, 5*time.Second, "the firing webhook", func() bool { return rc.count() >= 1 })
+	waitFor(t, 20*time.Second, "the firing webhook", func() bool { return rc.count() >= 1 })
 	msg := rc.message(t, 0)
 	if msg.Version != "4" || msg.Status != "firing" || msg.Receiver != "ops" || msg.GroupKey == "" ||
 		msg.ExternalURL != "http://vigia.test:7575" || msg.GroupLabels == nil || len(msg.Alerts) != 1 {
@@ -135,7 +135,7 @@ func TestWebhookPayload(t *testing.T) {
 
 	n := rc.count()
 	m.Observe([]tsdb.Sample{sample(1, 30_000, 0.5)})
-	waitFor(t, 5*time.Second, "the resolved webhook", func() bool { return rc.count() > n })
+	waitFor(t, 20*time.Second, "the resolved webhook", func() bool { return rc.count() > n })
 	msg = rc.message(t, n)
 	a = msg.Alerts[0]
 	if msg.Status != "resolved" || a.Status != "resolved" || a.EndsAt.Before(a.StartsAt) || a.EndsAt.IsZero() ||
