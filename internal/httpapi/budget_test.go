@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -58,5 +59,39 @@ func TestQueryBudget(t *testing.T) {
 	defer srv2.Close()
 	if code, body := get(t, "GET", srv2.URL+"/api/v1/query?name=m&op=MAX&secs=1"); code != 400 || !strings.Contains(body, "--max-query-memory") {
 		t.Fatalf("50,000 windows in a 256 KiB budget: %d %.200s; want 400", code, body)
+	}
+}
+
+// deadlineRecorder is a ResponseWriter that records its write deadlines.
+type deadlineRecorder struct {
+	httptest.ResponseRecorder
+	deadlines []time.Time
+}
+
+func (d *deadlineRecorder) SetWriteDeadline(t time.Time) error {
+	d.deadlines = append(d.deadlines, t)
+	return nil
+}
+
+// TestPieceDeadlines: a long reply's deadline is the write timeout plus a
+// second for each MiB written before, so a client must keep reading at
+// 1 MiB/s rather than a piece a minute.
+func TestPieceDeadlines(t *testing.T) {
+	a := &api{opts: Options{WriteTimeout: time.Minute}}
+	rec := &deadlineRecorder{ResponseRecorder: *httptest.NewRecorder()}
+	p := a.pieces(rec)
+	piece := make([]byte, 1<<20)
+	for range 3 {
+		if _, err := p.Write(piece); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, d := range rec.deadlines {
+		if want := p.start.Add(time.Minute + time.Duration(i)*time.Second); !d.Equal(want) {
+			t.Errorf("deadline %d: start+%v, want start+%v", i, d.Sub(p.start), want.Sub(p.start))
+		}
+	}
+	if len(rec.deadlines) != 3 {
+		t.Fatalf("%d deadlines set", len(rec.deadlines))
 	}
 }

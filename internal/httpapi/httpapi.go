@@ -136,23 +136,34 @@ func appendValue(dst []byte, v float64) []byte {
 	return dst
 }
 
-// pieceWriter writes a reply in pieces, each within timeout: without a
-// deadline, a client that stops reading would hold its connection and the
-// handler's memory forever. The last deadline also covers the end of the
-// reply that net/http writes once the handler returns.
+// pieceWriter writes a reply in pieces within a deadline: the write
+// timeout, plus a second for every MiB written before (a client must read
+// at least 1 MiB/s once it has waited the timeout). Without it, a client
+// that stops reading, or reads a few bytes a minute, would hold its
+// connection and what the reply holds (a scan, a query's charge of the
+// budget) for hours. The deadline also covers the end of the reply that
+// net/http writes once the handler returns.
 type pieceWriter struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
+	start   time.Time
+	written int64
 }
 
+// minReadRate is the slowest a client may read a long reply, in bytes a
+// second.
+const minReadRate = 1 << 20
+
 func (a *api) pieces(w http.ResponseWriter) *pieceWriter {
-	return &pieceWriter{w: w, rc: http.NewResponseController(w), timeout: a.opts.WriteTimeout}
+	return &pieceWriter{w: w, rc: http.NewResponseController(w), timeout: a.opts.WriteTimeout, start: time.Now()}
 }
 
 func (p *pieceWriter) Write(b []byte) (int, error) {
-	p.rc.SetWriteDeadline(time.Now().Add(p.timeout))
-	return p.w.Write(b)
+	p.rc.SetWriteDeadline(p.start.Add(p.timeout + time.Duration(p.written)*time.Second/minReadRate))
+	n, err := p.w.Write(b)
+	p.written += int64(n)
+	return n, err
 }
 
 // budgetRefused answers a query or export that the query budget refused,
@@ -368,10 +379,30 @@ func (a *api) metrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	names := a.opts.Store.Names(r.FormValue("prefix"))
-	if names == nil {
-		names = []string{}
+	// Written in pieces: a million names are tens of MB.
+	w.Header().Set("Content-Type", "application/json")
+	out := a.pieces(w)
+	buf := append(make([]byte, 0, 40<<10), '[')
+	for i, n := range names {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendJSONString(buf, n)
+		if len(buf) > 32<<10 {
+			if _, err := out.Write(buf); err != nil {
+				return // the client is gone
+			}
+			buf = buf[:0]
+		}
 	}
-	writeJSON(w, http.StatusOK, names)
+	out.Write(append(buf, "]\n"...))
+}
+
+// appendJSONString appends s as a JSON string, escaped as encoding/json
+// escapes it (invalid UTF-8 becomes U+FFFD).
+func appendJSONString(dst []byte, s string) []byte {
+	b, _ := json.Marshal(s) // cannot fail for a string
+	return append(dst, b...)
 }
 
 // flush answers POST /api/v1/admin/flush: it writes the in-memory head into
