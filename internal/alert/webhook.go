@@ -265,17 +265,27 @@ func (h *webhook) take() []*event {
 // it waits as long as its last retry did before it sends again.
 func (m *Monitor) sendLoop(ctx context.Context, h *webhook, stop <-chan struct{}) {
 	pause := backoff(m.backoff0, m.opts.WebhookRetries)
+	drain := func() {
+		for {
+			evs := h.take()
+			if len(evs) == 0 {
+				return
+			}
+			m.sendAll(ctx, h, evs, false)
+		}
+	}
 	for {
+		select {
+		case <-stop: // first, though a wake-up may be pending too
+			drain()
+			return
+		default:
+		}
 		select {
 		case <-h.wake:
 		case <-stop:
-			for {
-				evs := h.take()
-				if len(evs) == 0 {
-					return
-				}
-				m.sendAll(ctx, h, evs, false)
-			}
+			drain()
+			return
 		}
 		if m.sendAll(ctx, h, h.take(), true) {
 			continue
@@ -285,6 +295,8 @@ func (m *Monitor) sendLoop(ctx context.Context, h *webhook, stop <-chan struct{}
 		case <-t.C:
 		case <-stop:
 			t.Stop()
+			drain()
+			return
 		}
 		select {
 		case h.wake <- struct{}{}:

@@ -77,7 +77,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	m("vigia_alert_checks_total", "Alert checks run.", counter, float64(as.Checks))
 	m("vigia_alert_overruns_total", "Alert checks that ended after the next tick.", counter, float64(as.Overruns))
 	m("vigia_alert_skipped_ticks_total", "Alert check ticks skipped because a check overran them.", counter, float64(as.SkippedTicks))
-	m("vigia_alert_persist_errors_total", "Alert checks whose states and history could not be written (the next check writes them).", counter, float64(as.PersistenceErrors))
+	m("vigia_alert_persist_errors_total", "Alert state and history writes that failed (the next check writes what they held).", counter, float64(as.PersistenceErrors))
 	m("vigia_alert_corrupt_records_total", "Damaged alert rule or history records skipped.", counter, float64(as.CorruptRecords))
 	m("vigia_alert_last_check_seconds", "Duration of the last alert check.", gauge, as.LastCheck.Seconds())
 	m("vigia_alert_notifications_total", "Alert notifications (firing or resolved).", counter, float64(as.Notifications))
