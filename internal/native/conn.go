@@ -360,6 +360,12 @@ func (c *conn) submitBatch() {
 	if !c.s.acquire(n) && !c.acquireAfterCommits(n) {
 		c.batch = c.batch[:0]
 		c.dropNewSeries()
+		if c.failed.Load() {
+			// The writer failed meanwhile: nothing more is answered, so
+			// this batch is not refused for want of room either.
+			c.closing = true
+			return
+		}
 		c.busy(n)
 		return
 	}
