@@ -305,7 +305,7 @@ func Bench(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 		if err != nil {
 			return res, err
 		}
-		if before.diskBytes > 0 || before.appended > 0 {
+		if before.diskBytes > 0 || before.appended > 0 || before.headSamples > 0 {
 			// The flush writes the data already there too, and merges and
 			// retention change it: the difference would not be this run's.
 			fmt.Fprintf(p, "disk: not measured: the server held data before the run (bytes/sample needs a server on an empty data dir)\n")

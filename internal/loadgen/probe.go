@@ -23,6 +23,7 @@ type serverMetrics struct {
 	// The time the server has spent flushing and merging; hasBackground
 	// is false for servers older than these metrics.
 	flushing, merging float64
+	headSamples       float64 // replayed from the WAL at a restart, not yet flushed
 	hasBackground     bool
 }
 
@@ -54,6 +55,7 @@ func scrapeMetrics(ctx context.Context, httpAddr string, stall time.Duration) (s
 	optional := map[string]*float64{
 		"vigia_tsdb_flush_seconds_total": &m.flushing,
 		"vigia_tsdb_merge_seconds_total": &m.merging,
+		"vigia_tsdb_head_samples":        &m.headSamples,
 	}
 	found := 0
 	sc := bufio.NewScanner(resp.Body)
