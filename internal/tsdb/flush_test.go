@@ -712,3 +712,38 @@ func TestFailedFlushIsRetried(t *testing.T) {
 		t.Fatalf("%d flush attempts, none succeeded: a failed flush is not retried", attempts.Load())
 	}
 }
+
+// TestPartDirRemovedMeanwhile: a flush whose partition directory is
+// removed between its making and the part's creation (the last part of
+// the partition, released by a reader, removes it once empty) makes it
+// again instead of failing.
+func TestPartDirRemovedMeanwhile(t *testing.T) {
+	var removed atomic.Int32
+	testHookPartDir = func(dir string) {
+		if removed.Add(1) == 1 {
+			if err := os.Remove(dir); err != nil {
+				t.Errorf("remove %s: %v", dir, err)
+			}
+		}
+	}
+	db := openTest(t, t.TempDir(), nil)
+	defer func() {
+		db.Close()
+		testHookPartDir = nil // once no flush can read it
+	}()
+	ref, _ := db.GetOrCreate([]byte("a"), nil)
+	if err := db.Append([]Sample{{ref, 1000, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	if n := removed.Load(); n < 2 {
+		t.Fatalf("the directory was made %d times, want it made again", n)
+	}
+	n := 0
+	db.Scan(ref, 0, 2000, func(ts []int64, vs []float64) bool { n += len(ts); return true })
+	if n != 1 {
+		t.Fatalf("%d samples after the flush, want 1", n)
+	}
+}

@@ -3,8 +3,10 @@ package tsdb
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -229,14 +231,30 @@ const (
 
 // createPart starts writing a part at path, with a write buffer of bufSize
 // bytes.
+// testHookPartDir, if set, runs between making a part's directory and
+// creating its file.
+var testHookPartDir func(dir string)
+
 func createPart(path string, bufSize int) (*partWriter, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create partition dir: %w", err)
-	}
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("create part: %w", err)
+	var f *os.File
+	for try := 0; ; try++ {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("create partition dir: %w", err)
+		}
+		if testHookPartDir != nil {
+			testHookPartDir(filepath.Dir(path))
+		}
+		var err error
+		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err == nil {
+			break
+		}
+		// The last part of a partition, released meanwhile, removes the
+		// directory once empty (part.decRef): make it again.
+		if !errors.Is(err, fs.ErrNotExist) || try == 3 {
+			return nil, fmt.Errorf("create part: %w", err)
+		}
 	}
 	w := &partWriter{path: path, tmp: tmp, f: f, bw: bufio.NewWriterSize(f, bufSize)}
 	w.bw.WriteString(partMagic)
