@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,9 +63,10 @@ type Options struct {
 
 // Server is a running vigia server. Build it with Open, run it with Run.
 type Server struct {
-	opts   Options
-	budget *query.Budget // of the queries' memory, native and HTTP
-	log    *slog.Logger
+	opts     Options
+	budget   *query.Budget // of the queries' memory, native and HTTP
+	stopping atomic.Bool   // Run is shutting down
+	log      *slog.Logger
 
 	db      *tsdb.DB
 	meta    *bbolt.DB
@@ -180,6 +182,7 @@ func Open(opts Options) (_ *Server, err error) {
 			MaxQueryPoints: opts.MaxQueryPoints,
 			QueryBudget:    s.budget,
 			Alerts:         s.alerts.Handler(),
+			Ready:          s.ready,
 			Logger:         opts.Logger,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -187,6 +190,18 @@ func Open(opts Options) (_ *Server, err error) {
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// ready is /healthz's check: not while shutting down, nor once the store
+// refuses every write (its write-ahead log failed) until a restart.
+func (s *Server) ready() error {
+	if s.stopping.Load() {
+		return errors.New("shutting down")
+	}
+	if err := s.db.Err(); err != nil {
+		return fmt.Errorf("writes are refused until a restart: %w", err)
+	}
+	return nil
 }
 
 // httpBusy is the reply to an HTTP connection beyond HTTPMaxConns, sent
@@ -302,6 +317,7 @@ func (s *Server) Run(ctx context.Context) error {
 		alertDone <- nil
 	}
 	s.log.Info("shutting down")
+	s.stopping.Store(true)
 	sctx, scancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer scancel()
 	// Both listeners close at once, and the requests in flight on either

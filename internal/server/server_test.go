@@ -152,3 +152,22 @@ func TestShutdownHTTPNotCutByNative(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHealthz: /healthz answers 200 while the server runs, and its check
+// fails once the server is shutting down.
+func TestHealthz(t *testing.T) {
+	s, _ := start(t, Options{})
+	resp, err := http.Get("http://" + s.HTTPAddr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || s.ready() != nil {
+		t.Fatalf("running: %d, ready %v", resp.StatusCode, s.ready())
+	}
+	s.stopping.Store(true)
+	if err := s.ready(); err == nil || err.Error() != "shutting down" {
+		t.Fatalf("ready while shutting down: %v", err)
+	}
+	s.stopping.Store(false)
+}

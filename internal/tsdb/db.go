@@ -311,6 +311,14 @@ func (db *DB) recover() error {
 // allocID returns a new part id.
 func (db *DB) allocID() uint64 { return db.nextID.Add(1) - 1 }
 
+// Err returns the error that makes the store refuse every write until it
+// is opened again (a failed write or sync of the write-ahead log), or nil.
+func (db *DB) Err() error {
+	db.commitMu.Lock()
+	defer db.commitMu.Unlock()
+	return db.walErr
+}
+
 // Stats returns the store's counters.
 func (db *DB) Stats() Stats {
 	db.viewMu.RLock()

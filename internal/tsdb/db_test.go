@@ -401,3 +401,23 @@ func TestManifestOtherVersion(t *testing.T) {
 		t.Fatalf("Open: %v; want an error naming the other format, not ErrCorrupt", err)
 	}
 }
+
+// TestErrAfterWALFailure: once a write of the write-ahead log failed, Err
+// says so (a health check reports it), and Append refuses.
+func TestErrAfterWALFailure(t *testing.T) {
+	db := openTest(t, t.TempDir(), nil)
+	defer db.Close()
+	ref, _ := db.GetOrCreate([]byte("a"), nil)
+	if err := db.Append([]Sample{{ref, 1000, 1}}); err != nil || db.Err() != nil {
+		t.Fatalf("append %v, Err %v", err, db.Err())
+	}
+	db.commitMu.Lock()
+	db.seg.Close() // the next write of the segment fails
+	db.commitMu.Unlock()
+	if err := db.Append([]Sample{{ref, 2000, 1}}); err == nil {
+		t.Fatal("append after the WAL failed: no error")
+	}
+	if err := db.Err(); err == nil || !strings.Contains(err.Error(), "wal segment") {
+		t.Fatalf("Err = %v", err)
+	}
+}
