@@ -302,7 +302,7 @@ func (db *DB) recover() error {
 	}
 	db.stats.replayedRecords.Store(records)
 	db.stats.replayedSamples.Store(samples)
-	db.logger.Info("opened metrics store", "dir", db.dir, "series", db.idx.len(),
+	db.logger.Info("opened metrics store", "dir", db.dir, "series", db.idx.count(),
 		"parts", len(db.parts.parts), "wal_records", records, "wal_samples", samples,
 		"duration", time.Since(start).Round(time.Millisecond))
 	return nil
@@ -341,7 +341,7 @@ func (db *DB) Stats() Stats {
 	segs := int(db.segSeq-db.walCut) + 1
 	db.commitMu.Unlock()
 	s := Stats{
-		Series:          db.idx.len(),
+		Series:          db.idx.count(),
 		HeadSamples:     db.headSamples.Load() + db.frozenSamples.Load(),
 		Parts:           nparts,
 		Partitions:      len(days),

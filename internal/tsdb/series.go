@@ -321,6 +321,14 @@ func (x *seriesIndex) get(ref SeriesRef) *memSeries {
 	return refs[ref-1]
 }
 
+// count returns how many series the index holds: the refs without the
+// holes among them.
+func (x *seriesIndex) count() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.byRef) - x.holes
+}
+
 func (x *seriesIndex) len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -387,7 +395,7 @@ func (db *DB) Lookup(name []byte, labels []Label) (SeriesRef, bool) {
 }
 
 // NumSeries returns how many series the index holds.
-func (db *DB) NumSeries() int { return db.idx.len() }
+func (db *DB) NumSeries() int { return db.idx.count() }
 
 // RefsByName returns every series with that name, whatever its labels, in
 // creation order. The caller owns the returned slice.

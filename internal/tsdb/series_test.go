@@ -171,6 +171,9 @@ func TestSeriesIndexRefBounds(t *testing.T) {
 		if err != nil || ref != last+1 {
 			t.Fatalf("refs %v: new series got ref %d, %v; want %d", tc.refs, ref, err, last+1)
 		}
+		if n, want := db.NumSeries(), len(tc.refs)+1; n != want || db.Stats().Series != want {
+			t.Errorf("refs %v and a new one: NumSeries %d, Stats.Series %d; want %d (the refs without series are not series)", tc.refs, n, db.Stats().Series, want)
+		}
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
