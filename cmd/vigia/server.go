@@ -23,9 +23,9 @@ func runServer(args []string) int {
 	fs.IntVar(&o.MaxConns, "max-conns", 1024, "native connections open at once; the next one gets 503 and is closed")
 	fs.IntVar(&o.HTTPMaxConns, "http-max-conns", 512, "HTTP connections open at once; the next one gets a 503 reply and is closed")
 	fs.IntVar(&o.MaxInflight, "max-inflight", 65536, "native requests being executed at once; beyond it clients get 503 and are closed")
-	fs.IntVar(&o.MaxQueryPoints, "max-query-points", 1000000, "windows one QUERY may answer (about 10 bytes each); beyond it the QUERY gets a 400 line")
+	fs.IntVar(&o.MaxQueryPoints, "max-query-points", 1000000, "windows one QUERY may answer (16 bytes each while it runs, up to 26 of reply text); beyond it the QUERY gets a 400 line")
 	o.MaxQueryMemory = 512 << 20
-	fs.Var((*bytesFlag)(&o.MaxQueryMemory), "max-query-memory", "memory (a `size` such as 512MiB or 1GiB) the results of the queries running at once may take, about 42 bytes a window (native QUERY and HTTP query); a query beyond it gets 503")
+	fs.Var((*bytesFlag)(&o.MaxQueryMemory), "max-query-memory", "memory (a `size` such as 512MiB or 1GiB) the queries running at once may take: 16 bytes a window beyond each query's first 8,192, and a native QUERY's reply text; a query finding none left gets 503, one needing more than all of it 400")
 	fs.IntVar(&o.MaxSeries, "max-series", 1000000, "series LOG may create; a LOG of a new id beyond it gets a 400 line (bounds the index's memory)")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 5*time.Minute, "close native connections idle this long")
 	fs.DurationVar(&o.AlertInterval, "alert-interval", time.Minute, "alert check period")

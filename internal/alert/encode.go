@@ -100,6 +100,7 @@ type event struct {
 	Time        string    `json:"time"`
 
 	timeMs, activeAtMs int64
+	deleted            bool   // resolved because the alert was deleted
 	raw                []byte // the JSON above, shared read-only by every receiver
 }
 

@@ -47,6 +47,9 @@ func (m *Monitor) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/alerts", m.serveCreate)
 	mux.HandleFunc("POST /api/v1/alerts/{$}", m.serveCreate)
 	mux.HandleFunc("GET /api/v1/alerts/history", m.serveHistory)
+	for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
+		mux.Handle(method+" /api/v1/alerts/history", httpjson.NotServed{}) // not an alert id
+	}
 	mux.HandleFunc("GET /api/v1/alerts/{id}", m.serveGet)
 	mux.HandleFunc("DELETE /api/v1/alerts/{id}", m.serveDelete)
 	return httpjson.Routes(mux)

@@ -120,6 +120,12 @@ func TestHTTPAPI(t *testing.T) {
 			t.Errorf("history%s: %d, want 400", q, code)
 		}
 	}
+	// The history is not an alert id, whatever the method.
+	for _, method := range []string{"DELETE", "POST", "PUT"} {
+		if code, body := do(method, "/api/v1/alerts/history", ""); code != 405 || !strings.Contains(body, `use GET"`) {
+			t.Errorf("%s history: %d %s, want 405 with only GET allowed", method, code, body)
+		}
+	}
 
 	if code, _ := do("DELETE", "/api/v1/alerts/x", ""); code != 400 {
 		t.Errorf("delete x: %d", code)

@@ -358,7 +358,9 @@ func (m *Monitor) DeleteRule(id int64) error {
 	// this one is over, as they would at its resolution.
 	now := m.now()
 	r.st, r.since = stateResolved, now
-	m.publishUnlock(nil, []*event{r.event(now, r.lastValue, r.lastWin, 0)}, now)
+	e := r.event(now, r.lastValue, r.lastWin, 0)
+	e.deleted = true
+	m.publishUnlock(nil, []*event{e}, now)
 	return nil
 }
 

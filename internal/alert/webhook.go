@@ -116,6 +116,10 @@ func (m *Monitor) amAlert(e *event) amAlert {
 		a.EndsAt = time.UnixMilli(e.timeMs).UTC()
 		a.Annotations["summary"] = fmt.Sprintf("%s: %s over %ds windows is back to %s (alert when %s %s)",
 			e.Metric, e.Op, e.Secs, value, e.Cmp, limit)
+		if e.deleted {
+			a.Annotations["summary"] = fmt.Sprintf("%s: alert deleted while firing; %s over %ds windows was %s (alert when %s %s)",
+				e.Metric, e.Op, e.Secs, value, e.Cmp, limit)
+		}
 	}
 	if m.opts.ExternalURL != "" {
 		a.GeneratorURL = m.opts.ExternalURL + "/api/v1/alerts/" + strconv.FormatInt(e.ID, 10)

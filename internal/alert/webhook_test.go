@@ -432,3 +432,17 @@ func TestWebhookLogHidesSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestDeletedAlertSummary: the resolution a delete sends does not say the
+// value is "back to" one that still crosses the limit.
+func TestDeletedAlertSummary(t *testing.T) {
+	m := newTestMonitor(t, newFakeStore("x"), Options{})
+	e := &event{ID: 1, Metric: "cpu", Op: "MAX", Secs: 60, Limit: 90, Cmp: ">", State: "resolved", Value: 99, deleted: true}
+	if s := m.amAlert(e).Annotations["summary"]; !strings.Contains(s, "alert deleted while firing") || strings.Contains(s, "back to") {
+		t.Fatalf("summary %q", s)
+	}
+	e.deleted = false
+	if s := m.amAlert(e).Annotations["summary"]; !strings.Contains(s, "back to 99.0") {
+		t.Fatalf("summary %q", s)
+	}
+}

@@ -25,8 +25,25 @@ func Routes(mux *http.ServeMux) http.Handler { return routes{mux} }
 
 type routes struct{ mux *http.ServeMux }
 
+// NotServed, registered for a method and path, keeps a more general
+// pattern (such as "DELETE /alerts/{id}" for "DELETE /alerts/history")
+// from serving them: Routes answers them as a method the path is not
+// served for.
+type NotServed struct{}
+
+// ServeHTTP is not called through Routes.
+func (NotServed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	Error(w, http.StatusMethodNotAllowed, r.Method+" "+r.URL.Path+": method not allowed")
+}
+
+// served reports whether mux has a handler for r.
+func (rt routes) served(r *http.Request) bool {
+	h, pattern := rt.mux.Handler(r)
+	return pattern != "" && h != http.Handler(NotServed{})
+}
+
 func (rt routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := rt.mux.Handler(r); pattern != "" {
+	if rt.served(r) {
 		rt.mux.ServeHTTP(w, r)
 		return
 	}
@@ -34,7 +51,7 @@ func (rt routes) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
 		other := *r
 		other.Method = m
-		if _, pattern := rt.mux.Handler(&other); pattern != "" {
+		if rt.served(&other) {
 			allow = append(allow, m)
 		}
 	}
