@@ -160,24 +160,26 @@ func (a *api) pieces(w http.ResponseWriter) *pieceWriter {
 }
 
 func (p *pieceWriter) Write(b []byte) (int, error) {
-	p.rc.SetWriteDeadline(p.start.Add(p.timeout + time.Duration(p.written)*time.Second/minReadRate))
+	p.rc.SetWriteDeadline(p.start.Add(p.timeout + time.Duration(p.written/minReadRate)*time.Second))
 	n, err := p.w.Write(b)
 	p.written += int64(n)
 	return n, err
 }
 
 // budgetRefused answers a query or export that the query budget refused,
-// and reports whether err was such a refusal.
-func budgetRefused(w http.ResponseWriter, err error) bool {
+// and reports whether err was such a refusal. narrow says how to ask for
+// less.
+func (a *api) budgetRefused(w http.ResponseWriter, err error, narrow string) bool {
 	switch {
 	case errors.Is(err, query.ErrBusy):
 		w.Header().Set("Retry-After", "1")
 		httpjson.Error(w, http.StatusServiceUnavailable, "The server is busy, try again later: the queries running hold the memory for results (--max-query-memory)")
 	case errors.Is(err, query.ErrTooLarge):
-		httpjson.Error(w, http.StatusBadRequest, "this needs more memory than --max-query-memory allows: narrow from/to, or use a larger secs")
+		httpjson.Error(w, http.StatusBadRequest, "this needs more memory than --max-query-memory allows: "+narrow)
 	default:
 		return false
 	}
+	a.opts.QueryBudget.CountRefusal()
 	return true
 }
 
@@ -240,7 +242,7 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 	pts, err := ex.Run(a.opts.Store, query.Spec{Name: []byte(name), Op: op, Step: secs * 1000,
 		From: mint, HasFrom: hasFrom, To: maxt, HasTo: maxt != math.MaxInt64,
 		MaxPoints: a.opts.MaxQueryPoints, Budget: a.opts.QueryBudget})
-	if budgetRefused(w, err) {
+	if a.budgetRefused(w, err, "use a larger secs or a narrower from/to") {
 		return
 	}
 	if errors.Is(err, query.ErrNotFound) {
@@ -325,7 +327,7 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 	out := a.pieces(w)
 	var werr error
 	wrote := false
-	err = query.ScanMerged(a.opts.Store, refs, mint, maxt, a.opts.QueryBudget, func(ts []int64, vs []float64) bool {
+	err = query.ScanMerged(a.opts.Store, refs, mint, maxt, a.opts.QueryBudget.NewCharge(), func(ts []int64, vs []float64) bool {
 		for i := range ts {
 			if format == "json" {
 				if !first {
@@ -343,16 +345,20 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 				buf = append(buf, '\n')
 			}
 			first = false
+			// Within the chunk too: a merge of several series in memory
+			// comes in one call, of up to millions of samples.
+			if len(buf) > 32<<10 {
+				if _, werr = out.Write(buf); werr != nil {
+					return false // the client is gone
+				}
+				buf = buf[:0]
+				wrote = true
+			}
 		}
-		if len(buf) > 32<<10 {
-			_, werr = out.Write(buf)
-			buf = buf[:0]
-			wrote = true
-		}
-		return werr == nil // stop once the client is gone
+		return true
 	})
 	if err != nil {
-		if !wrote && budgetRefused(w, err) {
+		if !wrote && a.budgetRefused(w, err, "narrow from/to") {
 			return
 		}
 		a.log.Error("export failed", "name", name, "err", err)

@@ -48,17 +48,19 @@ func (c *conn) query() error {
 	var charge int64
 	if err == nil && len(pts) > bigReplyPoints {
 		charge = query.ReplyBytes(len(pts))
-		if err = c.s.opts.QueryBudget.Charge(charge); err != nil {
+		if err = c.qx.Charge().Add(charge); err != nil {
 			charge = 0
 		}
 	}
 	switch {
 	case errors.Is(err, query.ErrBusy):
 		c.qx.Release()
+		c.s.opts.QueryBudget.CountRefusal()
 		c.out = append(c.out, wire.ReplyBusy...)
 		return nil
 	case errors.Is(err, query.ErrTooLarge):
 		c.qx.Release()
+		c.s.opts.QueryBudget.CountRefusal()
 		c.s.stats.bad.Add(1)
 		c.out = append(c.out, "400 Bad Request -- QUERY needs more memory than --max-query-memory allows: use a larger secs or a narrower from/to\n"...)
 		return nil
@@ -75,7 +77,8 @@ func (c *conn) query() error {
 	c.out = append(c.out, "200 "...)
 	c.out = query.AppendPoints(c.out, r.Op, pts)
 	c.out = append(c.out, '\n')
-	c.qx.Release() // not kept while the connection idles
+	c.qx.Charge().Hand(charge) // the reply's part stays taken, with the reply
+	c.qx.Release()             // not kept while the connection idles
 	if charge > 0 {
 		// Handed over now, with its charge, which the writer gives back
 		// once the reply is sent (recycle).

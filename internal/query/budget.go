@@ -31,8 +31,7 @@ func NewBudget(n int64) *Budget {
 	return b
 }
 
-// Take takes n bytes and reports whether they were left; a refusal is
-// counted (Refused).
+// Take takes n bytes and reports whether they were left.
 func (b *Budget) Take(n int64) bool {
 	if b == nil || n <= 0 {
 		return true
@@ -40,20 +39,12 @@ func (b *Budget) Take(n int64) bool {
 	for {
 		f := b.free.Load()
 		if f < n {
-			b.refused.Add(1)
 			return false
 		}
 		if b.free.CompareAndSwap(f, f-n) {
 			return true
 		}
 	}
-}
-
-// Charge takes n bytes for one use: ErrTooLarge when n is more than the
-// whole budget, ErrBusy when it is not left.
-func (b *Budget) Charge(n int64) error {
-	c := charge{b: b}
-	return c.grow(n)
 }
 
 // Give returns n bytes taken before.
@@ -71,7 +62,15 @@ func (b *Budget) Free() int64 {
 	return b.free.Load()
 }
 
-// Refused returns how many times the budget refused a query.
+// CountRefusal counts a query answered with a refusal (ErrBusy or
+// ErrTooLarge), for Refused.
+func (b *Budget) CountRefusal() {
+	if b != nil {
+		b.refused.Add(1)
+	}
+}
+
+// Refused returns how many queries were refused (CountRefusal).
 func (b *Budget) Refused() uint64 {
 	if b == nil {
 		return 0
@@ -79,33 +78,59 @@ func (b *Budget) Refused() uint64 {
 	return b.refused.Load()
 }
 
-// charge is what one use (a result's windows, a merge) holds of a Budget.
-type charge struct {
+// NewCharge returns an empty charge of b.
+func (b *Budget) NewCharge() *Charge { return &Charge{b: b} }
+
+// A Charge is what one query holds of a Budget: its windows, a merge of
+// several series and its reply together, so that whether the query could
+// fit at all is judged on the whole of it. A Charge of a nil Budget bounds
+// nothing. It is not safe for concurrent use.
+type Charge struct {
 	b    *Budget
 	held int64
 }
 
-// grow makes the charge need bytes, taking the difference: ErrTooLarge
-// when need is more than the whole budget, ErrBusy when it is not left.
-func (c *charge) grow(need int64) error {
-	if c.b == nil || need <= c.held {
+// Add takes n more bytes: ErrTooLarge when the charge would be more than
+// the whole budget, ErrBusy when the bytes are not left (other queries
+// hold them).
+func (c *Charge) Add(n int64) error {
+	if c == nil || c.b == nil || n <= 0 {
 		return nil
 	}
-	if need > c.b.size {
-		c.b.refused.Add(1)
+	if c.held+n > c.b.size {
 		return ErrTooLarge
 	}
-	if !c.b.Take(need - c.held) {
+	if !c.b.Take(n) {
 		return ErrBusy
 	}
-	c.held = need
+	c.held += n
 	return nil
 }
 
-// release gives back everything the charge holds.
-func (c *charge) release() {
-	c.b.Give(c.held)
-	c.held = 0
+// Give gives back n of the bytes held.
+func (c *Charge) Give(n int64) {
+	if c == nil {
+		return
+	}
+	n = min(n, c.held)
+	c.b.Give(n)
+	c.held -= n
+}
+
+// Hand takes n of the bytes held out of the charge without giving them
+// back: the caller keeps them taken, and gives them back to the budget
+// (Budget.Give) when done.
+func (c *Charge) Hand(n int64) {
+	if c != nil {
+		c.held -= min(n, c.held)
+	}
+}
+
+// Release gives back every byte held.
+func (c *Charge) Release() {
+	if c != nil {
+		c.Give(c.held)
+	}
 }
 
 // The sizes a charge counts: a window, an archive point read, a sample

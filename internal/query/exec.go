@@ -51,8 +51,13 @@ type Executor struct {
 	win  Windows
 	aggs []tsdb.Aggregate
 
-	charge charge // of the result's room, until Release
+	charge  Charge // the query's, until Release
+	winHeld int64  // of charge, for the result's room
 }
+
+// Charge returns the charge of the last Run, for the caller to add what
+// the result takes next (a reply). Release gives it back.
+func (e *Executor) Charge() *Charge { return &e.charge }
 
 // Run computes q's windows: one point per window holding samples, oldest
 // first. Raw samples answer wherever the store still keeps them, so the
@@ -103,7 +108,7 @@ func (e *Executor) run(st Store, q Spec) ([]Point, error) {
 		mint = archived // ScanMerged scans nothing when the archives answered all
 	}
 	var cerr error
-	err := ScanMerged(st, refs, mint, maxt, q.Budget, func(ts []int64, vs []float64) bool {
+	err := ScanMerged(st, refs, mint, maxt, &e.charge, func(ts []int64, vs []float64) bool {
 		w.Add(ts, vs)
 		if cerr = e.grow(); cerr != nil {
 			return false
@@ -130,7 +135,15 @@ func (e *Executor) run(st Store, q Spec) ([]Point, error) {
 // grow charges the budget with what the result's room has grown to beyond
 // the free allowance.
 func (e *Executor) grow() error {
-	return e.charge.grow(int64(cap(e.win.points))*pointBytes + int64(cap(e.aggs))*aggregateBytes - freeBytes)
+	need := int64(cap(e.win.points))*pointBytes + int64(cap(e.aggs))*aggregateBytes - freeBytes
+	if need <= e.winHeld {
+		return nil
+	}
+	if err := e.charge.Add(need - e.winHeld); err != nil {
+		return err
+	}
+	e.winHeld = need
+	return nil
 }
 
 // archiveFor returns the coarsest archive resolution whose points each fall
@@ -184,8 +197,8 @@ func (e *Executor) Release() {
 	if cap(e.aggs)*aggregateBytes > freeBytes {
 		e.aggs = nil
 	}
-	e.charge.release()
-	e.charge.b = nil
+	e.charge.Release()
+	e.charge.b, e.winHeld = nil, 0
 }
 
 // ScanMerged calls fn with the samples of every ref in [mint, maxt) in
@@ -195,17 +208,27 @@ func (e *Executor) Release() {
 // mergeBudget samples in range; beyond, up to maxStreamed of them are
 // merged as they stream, each holding one open scan, so that a long range
 // does not take memory in proportion to its samples, and more are merged
-// in memory. What a merge takes is charged to b (nil: no bound) while it
-// runs: it returns ErrBusy or ErrTooLarge when b refuses.
-func ScanMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64, b *Budget, fn func(ts []int64, vs []float64) bool) error {
+// in memory. What a merge takes is added to c (nil: no bound) while it
+// runs: it returns ErrBusy or ErrTooLarge when c's budget refuses.
+func ScanMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64, c *Charge, fn func(ts []int64, vs []float64) bool) error {
 	if mint >= maxt {
 		return nil
 	}
 	if len(refs) == 1 {
 		return st.Scan(refs[0], mint, maxt, fn)
 	}
-	c := charge{b: b}
-	defer c.release()
+	var held int64 // of c, for the merge
+	defer func() { c.Give(held) }()
+	grow := func(need int64) error {
+		if need <= held {
+			return nil
+		}
+		if err := c.Add(need - held); err != nil {
+			return err
+		}
+		held = need
+		return nil
+	}
 	limit := mergeBudget
 	if len(refs) > maxStreamed {
 		limit = math.MaxInt // more open scans would take more memory than the samples
@@ -217,7 +240,7 @@ func ScanMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64, b *Budget, fn
 		err := st.Scan(ref, mint, maxt, func(t []int64, v []float64) bool {
 			ts = append(ts, t...)
 			vs = append(vs, v...)
-			cerr = c.grow(int64(cap(ts)) * mergedBytes)
+			cerr = grow(int64(cap(ts)) * mergedBytes)
 			return cerr == nil && len(ts) <= limit
 		})
 		if err != nil {
@@ -230,8 +253,12 @@ func ScanMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64, b *Budget, fn
 			// Too many samples, or not enough of the budget, to merge in
 			// memory: streamed, they take less.
 			ts, vs = nil, nil
-			c.release()
-			if err := c.grow(int64(len(refs)) * streamedBytes); err != nil {
+			c.Give(held)
+			held = 0
+			if err := grow(int64(len(refs)) * streamedBytes); err != nil {
+				if errors.Is(cerr, ErrBusy) {
+					return cerr // in memory, it fits once others are done
+				}
 				return err
 			}
 			return streamMerged(st, refs, mint, maxt, fn)
