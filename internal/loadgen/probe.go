@@ -55,7 +55,6 @@ func scrapeMetrics(ctx context.Context, httpAddr string, stall time.Duration) (s
 	optional := map[string]*float64{
 		"vigia_tsdb_flush_seconds_total": &m.flushing,
 		"vigia_tsdb_merge_seconds_total": &m.merging,
-		"vigia_tsdb_head_samples":        &m.headSamples,
 	}
 	found := 0
 	sc := bufio.NewScanner(resp.Body)
@@ -63,6 +62,12 @@ func scrapeMetrics(ctx context.Context, httpAddr string, stall time.Duration) (s
 	for sc.Scan() {
 		name, val, ok := strings.Cut(sc.Text(), " ")
 		if !ok {
+			continue
+		}
+		if name == "vigia_tsdb_head_samples" { // not on every server version
+			if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+				m.headSamples = v
+			}
 			continue
 		}
 		if p := optional[name]; p != nil {

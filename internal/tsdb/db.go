@@ -200,8 +200,11 @@ type DB struct {
 	prep     *segPrep
 	prepWG   sync.WaitGroup
 	walErr   error // sticky: after a failed write or sync nothing is trusted
-	segErr   error // the last failure to create the next segment, until one succeeds
-	segErrAt time.Time
+	// walFailed is walErr for readers that must not wait for commitMu,
+	// held across every fdatasync (Err, for a health check).
+	walFailed atomic.Pointer[error]
+	segErr    error // the last failure to create the next segment, until one succeeds
+	segErrAt  time.Time
 
 	chunks        chunkPool    // head chunks not in use
 	headSamples   atomic.Int64 // active head
@@ -314,9 +317,10 @@ func (db *DB) allocID() uint64 { return db.nextID.Add(1) - 1 }
 // Err returns the error that makes the store refuse every write until it
 // is opened again (a failed write or sync of the write-ahead log), or nil.
 func (db *DB) Err() error {
-	db.commitMu.Lock()
-	defer db.commitMu.Unlock()
-	return db.walErr
+	if p := db.walFailed.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Stats returns the store's counters.

@@ -229,12 +229,12 @@ const (
 	partBufSmall = 16 << 10
 )
 
-// createPart starts writing a part at path, with a write buffer of bufSize
-// bytes.
 // testHookPartDir, if set, runs between making a part's directory and
 // creating its file.
 var testHookPartDir func(dir string)
 
+// createPart starts writing a part at path, with a write buffer of bufSize
+// bytes.
 func createPart(path string, bufSize int) (*partWriter, error) {
 	tmp := path + ".tmp"
 	var f *os.File

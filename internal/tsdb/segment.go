@@ -208,15 +208,21 @@ func (db *DB) writeWAL(buf []byte) error {
 		}
 	}
 	if _, err := db.seg.WriteAt(buf, db.segOff); err != nil {
-		db.walErr = fmt.Errorf("write wal segment %d: %w", db.segSeq, err)
-		return db.walErr
+		return db.failWAL(fmt.Errorf("write wal segment %d: %w", db.segSeq, err))
 	}
 	if err := fdatasync(db.seg); err != nil {
-		db.walErr = fmt.Errorf("sync wal segment %d: %w", db.segSeq, err)
-		return db.walErr
+		return db.failWAL(fmt.Errorf("sync wal segment %d: %w", db.segSeq, err))
 	}
 	db.segOff += int64(len(buf))
 	return nil
+}
+
+// failWAL makes err the store's permanent write error and returns it.
+// Callers hold commitMu.
+func (db *DB) failWAL(err error) error {
+	db.walErr = err
+	db.walFailed.Store(&err)
+	return err
 }
 
 // closeSegments closes the open segment and the prepared one, once its
