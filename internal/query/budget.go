@@ -107,6 +107,19 @@ func (c *Charge) Add(n int64) error {
 	return nil
 }
 
+// raise brings *part, the share of the charge one use holds, up to need,
+// adding the difference.
+func (c *Charge) raise(part *int64, need int64) error {
+	if need <= *part {
+		return nil
+	}
+	if err := c.Add(need - *part); err != nil {
+		return err
+	}
+	*part = need
+	return nil
+}
+
 // Give gives back n of the bytes held.
 func (c *Charge) Give(n int64) {
 	if c == nil {

@@ -39,8 +39,9 @@ type Spec struct {
 	// query takes); 0 means no bound.
 	MaxPoints int
 	// Budget, if not nil, is charged with the memory of the result beyond
-	// a small allowance (128 KiB) as it grows, until Release; when it has
-	// none left, Run returns ErrBusy.
+	// a small allowance (128 KiB) as it grows, until Release: Run returns
+	// ErrBusy when other queries hold what it needs, ErrTooLarge when it
+	// needs more than all of it.
 	Budget *Budget
 }
 
@@ -123,8 +124,7 @@ func (e *Executor) run(st Store, q Spec) ([]Point, error) {
 	}
 	pts := w.Result()
 	if q.MaxPoints > 0 && len(pts) > q.MaxPoints {
-		w.points = nil // let go of them
-		return nil, ErrTooManyPoints
+		return nil, ErrTooManyPoints // Run's Release lets go of them
 	}
 	if err := e.grow(); err != nil { // the window Result closed
 		return nil, err
@@ -135,15 +135,7 @@ func (e *Executor) run(st Store, q Spec) ([]Point, error) {
 // grow charges the budget with what the result's room has grown to beyond
 // the free allowance.
 func (e *Executor) grow() error {
-	need := int64(cap(e.win.points))*pointBytes + int64(cap(e.aggs))*aggregateBytes - freeBytes
-	if need <= e.winHeld {
-		return nil
-	}
-	if err := e.charge.Add(need - e.winHeld); err != nil {
-		return err
-	}
-	e.winHeld = need
-	return nil
+	return e.charge.raise(&e.winHeld, int64(cap(e.win.points))*pointBytes+int64(cap(e.aggs))*aggregateBytes-freeBytes)
 }
 
 // archiveFor returns the coarsest archive resolution whose points each fall
@@ -219,17 +211,14 @@ func ScanMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64, c *Charge, fn
 	}
 	var held int64 // of c, for the merge
 	defer func() { c.Give(held) }()
-	grow := func(need int64) error {
-		if need <= held {
-			return nil
-		}
-		if err := c.Add(need - held); err != nil {
-			return err
-		}
-		held = need
-		return nil
-	}
+	grow := func(need int64) error { return c.raise(&held, need) }
+	// In memory, at most half the budget: the caller's windows, charged
+	// while the merged samples are still held, must fit beside them
+	// whenever the samples stream would.
 	limit := mergeBudget
+	if c != nil && c.b != nil {
+		limit = int(min(int64(limit), c.b.size/(2*mergedBytes)))
+	}
 	if len(refs) > maxStreamed {
 		limit = math.MaxInt // more open scans would take more memory than the samples
 	}
@@ -273,6 +262,9 @@ func ScanMerged(st Store, refs []tsdb.SeriesRef, mint, maxt int64, c *Charge, fn
 	for i, j := range idx {
 		st2[i], sv2[i] = ts[j], vs[j]
 	}
+	ts, vs, idx = nil, nil, nil
+	c.Give(held - int64(len(st2))*pointBytes) // only st2 and sv2 stay while fn runs
+	held = min(held, int64(len(st2))*pointBytes)
 	fn(st2, sv2)
 	return nil
 }
