@@ -101,7 +101,7 @@ func checkPrefix(flag, prefix, name string) error {
 	switch {
 	case prefix == "":
 		return fmt.Errorf("%s must not be empty", flag)
-	case strings.ContainsRune(name, ' ') || !wire.ValidID([]byte(name)):
+	case !wire.ValidID([]byte(name)):
 		return fmt.Errorf("%s %q makes metric ids such as %q, which the server refuses: an id has at most %d bytes and no whitespace or control characters", flag, prefix, name, wire.MaxIDLen)
 	}
 	return nil

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/vigia-mon/vigia/internal/native/wire"
@@ -128,7 +127,7 @@ func validMetric(s string) error {
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("%w: metric name is not UTF-8", ErrBadRule)
 	}
-	if strings.IndexByte(s, ' ') >= 0 || !wire.ValidID([]byte(s)) {
+	if !wire.ValidID([]byte(s)) {
 		return fmt.Errorf("%w: metric name holds whitespace or a control character", ErrBadRule)
 	}
 	return nil

@@ -41,14 +41,7 @@ func ParseTime(b []byte) (int64, error) {
 		return 0, ErrBadTime
 	}
 	if c := b[0]; c >= '0' && c <= '9' && isNumber(b) {
-		ms, ok := parseUnix(b)
-		if !ok {
-			if bytes.Count(b, []byte{'.'}) <= 1 && b[len(b)-1] != '.' {
-				return 0, ErrTimeRange // well formed, too large
-			}
-			return 0, ErrBadTime
-		}
-		return ms, nil
+		return parseUnix(b)
 	}
 	if ms, ok := parseISO(b); ok {
 		return ms, nil
@@ -213,34 +206,34 @@ func isNumber(b []byte) bool {
 
 // parseUnix parses digits[.digits] seconds into milliseconds without
 // allocating. Sub-millisecond digits are truncated.
-func parseUnix(b []byte) (int64, bool) {
+func parseUnix(b []byte) (int64, error) {
 	var sec int64
 	i := 0
+	tooLarge := false // keep reading: a malformed number is ErrBadTime
 	for ; i < len(b) && b[i] != '.'; i++ {
-		sec = sec*10 + int64(b[i]-'0')
-		if sec > MaxTime/1000 {
-			return 0, false
+		if sec = sec*10 + int64(b[i]-'0'); sec > MaxTime/1000 {
+			tooLarge, sec = true, 0
 		}
 	}
 	ms := sec * 1000
 	if i < len(b) {
 		i++ // '.'
 		if i == len(b) {
-			return 0, false
+			return 0, ErrBadTime
 		}
 		scale := int64(100)
 		for ; i < len(b); i++ {
 			if b[i] == '.' {
-				return 0, false
+				return 0, ErrBadTime
 			}
 			ms += int64(b[i]-'0') * scale
 			scale /= 10
 		}
 	}
-	if ms > MaxTime {
-		return 0, false
+	if tooLarge || ms > MaxTime {
+		return 0, ErrTimeRange
 	}
-	return ms, true
+	return ms, nil
 }
 
 // AppendTime appends ms as an RFC 3339 UTC time with milliseconds.

@@ -321,16 +321,14 @@ func splitSpaces(line []byte, dst [][]byte) int {
 }
 
 // ValidID reports whether id is a legal metric id: 1 to MaxIDLen bytes of
-// UTF-8 with no control characters and no Unicode whitespace other than
-// the ASCII space, which splits a request's arguments and so never
-// reaches here from Parse: other callers check for it.
+// UTF-8 with no control characters and no whitespace.
 func ValidID(id []byte) bool {
 	if len(id) == 0 || len(id) > MaxIDLen {
 		return false
 	}
 	ascii := true
 	for _, c := range id {
-		if c < 0x20 || c == 0x7f {
+		if c <= ' ' || c == 0x7f {
 			return false
 		}
 		if c >= utf8.RuneSelf {
