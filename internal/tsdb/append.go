@@ -37,7 +37,7 @@ func (db *DB) commitOnce() bool {
 	db.qmu.Unlock()
 
 	db.commitMu.Lock()
-	err := db.walErr
+	err := db.Err()
 	unwritten := false
 	if err == nil {
 		err = db.writeWAL(b.buf)
@@ -46,7 +46,7 @@ func (db *DB) commitOnce() bool {
 			db.stats.walBytes.Add(int64(len(b.buf)))
 			db.stats.commits.Add(1)
 			db.applySamples(b.appends)
-		case db.walErr != nil:
+		case db.Err() != nil:
 			db.logger.Error("WAL write failed; refusing further writes until a restart", "err", err)
 		default:
 			unwritten = true // no room for the next segment (rotateSegment logs it)
@@ -130,7 +130,7 @@ func (db *DB) Append(samples []Sample) error {
 	// samples would be acknowledged and then skipped.
 	refs := db.idx.snapshot()
 	for _, s := range samples {
-		if s.Ref == 0 || uint64(s.Ref) > uint64(len(refs)) || refs[s.Ref-1] == nil {
+		if seriesAt(refs, s.Ref) == nil {
 			return fmt.Errorf("%w: %d", ErrUnknownSeries, s.Ref)
 		}
 		if s.T < MinTime || s.T > MaxTime {

@@ -199,9 +199,10 @@ type DB struct {
 	segOff   int64 // bytes of records in seg: where the next write goes
 	prep     *segPrep
 	prepWG   sync.WaitGroup
-	walErr   error // sticky: after a failed write or sync nothing is trusted
-	// walFailed is walErr for readers that must not wait for commitMu,
-	// held across every fdatasync (Err, for a health check).
+	// walFailed is set once a write or sync of the WAL failed: what the
+	// segment holds is no longer known, and nothing is written after it
+	// (Err). Atomic, so that Err need not wait for commitMu, held across
+	// every fdatasync.
 	walFailed atomic.Pointer[error]
 	segErr    error // the last failure to create the next segment, until one succeeds
 	segErrAt  time.Time

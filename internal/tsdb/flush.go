@@ -129,8 +129,7 @@ func (db *DB) flushWith(pace *pacer) error {
 	closing := db.closed
 	db.qmu.Unlock()
 	db.commitMu.Lock()
-	if db.walErr != nil || db.seg == nil {
-		err := db.walErr
+	if err := db.Err(); err != nil || db.seg == nil {
 		db.commitMu.Unlock()
 		if err == nil {
 			err = ErrClosed

@@ -297,11 +297,12 @@ func (db *DB) applySamples(batches [][]Sample) {
 	n := 0
 	for _, ss := range batches {
 		for _, smp := range ss {
-			if smp.Ref == 0 || uint64(smp.Ref) > uint64(len(refs)) || refs[smp.Ref-1] == nil {
+			s := seriesAt(refs, smp.Ref)
+			if s == nil {
 				db.stats.skipped.Add(1)
 				continue
 			}
-			refs[smp.Ref-1].appendHead(smp.T, smp.V, &db.chunks)
+			s.appendHead(smp.T, smp.V, &db.chunks)
 			n++
 		}
 	}

@@ -198,7 +198,7 @@ func (db *DB) rotateSegment(prepareNext bool) error {
 // and returns once it is durable (fdatasync). A batch larger than a whole
 // segment extends a fresh segment past its preallocated size. If the next
 // segment cannot be created, nothing is written and the log stays usable:
-// a later call tries again. A failed write or sync sets walErr: what the
+// a later call tries again. A failed write or sync sets the store's permanent error (failWAL): what the
 // segment holds is no longer known, and nothing is written after it.
 // Callers hold commitMu.
 func (db *DB) writeWAL(buf []byte) error {
@@ -220,7 +220,6 @@ func (db *DB) writeWAL(buf []byte) error {
 // failWAL makes err the store's permanent write error and returns it.
 // Callers hold commitMu.
 func (db *DB) failWAL(err error) error {
-	db.walErr = err
 	db.walFailed.Store(&err)
 	return err
 }

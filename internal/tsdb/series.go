@@ -313,9 +313,12 @@ func (x *seriesIndex) snapshot() []*memSeries {
 	return s
 }
 
-func (x *seriesIndex) get(ref SeriesRef) *memSeries {
-	refs := x.snapshot()
-	if ref == 0 || int(ref) > len(refs) {
+func (x *seriesIndex) get(ref SeriesRef) *memSeries { return seriesAt(x.snapshot(), ref) }
+
+// seriesAt returns the series of ref in refs (a snapshot), or nil for a
+// ref out of range or without a series (a hole).
+func seriesAt(refs []*memSeries, ref SeriesRef) *memSeries {
+	if ref == 0 || uint64(ref) > uint64(len(refs)) {
 		return nil
 	}
 	return refs[ref-1]

@@ -186,3 +186,22 @@ func TestSeriesIndexRefBounds(t *testing.T) {
 		db.Close()
 	}
 }
+
+// TestHugeRefs: refs past the int range are unknown series to every
+// method that takes one, not an index out of range.
+func TestHugeRefs(t *testing.T) {
+	db := openTest(t, t.TempDir(), nil)
+	defer db.Close()
+	db.GetOrCreate([]byte("a"), nil)
+	for _, ref := range []SeriesRef{1 << 63, 1<<64 - 1} {
+		if err := db.Scan(ref, 0, 10, func([]int64, []float64) bool { return true }); !errors.Is(err, ErrUnknownSeries) {
+			t.Errorf("Scan(%d): %v", ref, err)
+		}
+		if _, _, ok := db.SeriesInfo(ref); ok {
+			t.Errorf("SeriesInfo(%d) found a series", ref)
+		}
+		if err := db.Append([]Sample{{ref, 1, 1}}); !errors.Is(err, ErrUnknownSeries) {
+			t.Errorf("Append(%d): %v", ref, err)
+		}
+	}
+}
