@@ -57,9 +57,6 @@ type conn struct {
 	newAt    []newSample
 	qx       query.Executor
 	unsub    func()
-	// outCharge is what out holds of the query budget (a big QUERY
-	// reply's); it goes with out to the writer.
-	outCharge int64
 
 	queue    chan *unit    // to the writer
 	lastDone chan struct{} // committed channel of the last batch handed to the writer
@@ -141,10 +138,7 @@ func (c *conn) readLoop() error {
 			}
 		}
 		if err == errUnterminated {
-			c.submitBatch()
-			c.s.stats.requests.Add(1)
-			c.s.stats.bad.Add(1)
-			c.out = append(c.out, wire.ReplyUnterminated...)
+			c.refuseLast(wire.ReplyUnterminated)
 			return io.EOF
 		}
 		if err != nil {
@@ -240,13 +234,19 @@ func (c *conn) trim(line []byte) ([]byte, error) {
 // request.
 func (c *conn) tooLong(prefix []byte) error {
 	c.s.stats.longLines.Add(1)
-	c.s.stats.requests.Add(1)
-	c.s.stats.bad.Add(1)
-	c.submitBatch()
 	prefix = bytes.TrimLeft(prefix, " \t") // blanks may come before the command
-	c.out = append(c.out, wire.UsageFor(wire.CommandOf(prefix[:min(len(prefix), 64)]))...)
+	c.refuseLast(wire.UsageFor(wire.CommandOf(prefix[:min(len(prefix), 64)])))
 	c.s.log.Debug("request line too long", "remote", c.nc.RemoteAddr().String())
 	return errClose
+}
+
+// refuseLast answers the last request of the connection, one it does not
+// execute (a line too long, or cut by the connection's end), with reply.
+// next submitted the batch before the read that found it.
+func (c *conn) refuseLast(reply []byte) {
+	c.s.stats.requests.Add(1)
+	c.s.stats.bad.Add(1)
+	c.out = append(c.out, reply...)
 }
 
 // handle executes one request line. A non-nil error ends the connection.
@@ -380,7 +380,7 @@ func (c *conn) submitBatch() {
 			c.closing = true
 		}
 	}
-	c.submitUnit(nil)
+	c.submitUnit(nil, 0)
 }
 
 // acquireAfterCommits waits until the batches handed to the writer are
@@ -392,9 +392,16 @@ func (c *conn) acquireAfterCommits(n int) bool {
 	if c.lastDone == nil {
 		return false
 	}
-	<-c.lastDone
-	c.lastDone = nil
+	c.waitCommitted()
 	return !c.failed.Load() && c.s.acquire(n)
+}
+
+// waitCommitted waits until every batch handed to the writer is committed.
+func (c *conn) waitCommitted() {
+	if c.lastDone != nil {
+		<-c.lastDone
+		c.lastDone = nil
+	}
 }
 
 // createNewSeries creates the series the batch names that did not exist
@@ -429,16 +436,17 @@ func (c *conn) dropNewSeries() {
 func (c *conn) submit() {
 	c.submitBatch()
 	if len(c.out) > 0 {
-		c.submitUnit(nil)
+		c.submitUnit(nil, 0)
 	}
 }
 
 // submitUnit queues the pending replies and batch (and a subscription's
-// events) for the writer, and takes fresh buffers.
-func (c *conn) submitUnit(events <-chan [][]byte) {
+// events) for the writer, with charge, what the replies hold of the query
+// budget, and takes fresh buffers.
+func (c *conn) submitUnit(events <-chan [][]byte, charge int64) {
 	u := c.getUnit()
 	u.out, c.out = c.out, u.out[:0]
-	u.charge, c.outCharge = c.outCharge, 0
+	u.charge = charge
 	u.batch, c.batch = c.batch, u.batch[:0]
 	u.events = events
 	u.committed = nil
@@ -453,10 +461,7 @@ func (c *conn) submitUnit(events <-chan [][]byte) {
 // handed to the writer is committed.
 func (c *conn) awaitCommits() error {
 	c.submitBatch()
-	if c.lastDone != nil {
-		<-c.lastDone
-		c.lastDone = nil
-	}
+	c.waitCommitted()
 	if c.closing || c.failed.Load() {
 		return errClose
 	}

@@ -50,16 +50,15 @@ func (c *conn) query() error {
 		charge = query.ReplyBytes(len(pts))
 		if err = c.qx.Charge().Add(charge); err != nil {
 			charge = 0
+			c.qx.Release() // as Run does when it fails
 		}
 	}
 	switch {
 	case errors.Is(err, query.ErrBusy):
-		c.qx.Release()
 		c.s.opts.QueryBudget.CountRefusal()
 		c.out = append(c.out, wire.ReplyBusy...)
 		return nil
 	case errors.Is(err, query.ErrTooLarge):
-		c.qx.Release()
 		c.s.opts.QueryBudget.CountRefusal()
 		c.s.stats.bad.Add(1)
 		c.out = append(c.out, "400 Bad Request -- QUERY needs more memory than --max-query-memory allows: use a larger secs or a narrower from/to\n"...)
@@ -81,9 +80,8 @@ func (c *conn) query() error {
 	c.qx.Release()             // not kept while the connection idles
 	if charge > 0 {
 		// Handed over now, with its charge, which the writer gives back
-		// once the reply is sent (recycle).
-		c.outCharge = charge
-		c.submit()
+		// once the reply is sent (recycle). handle submitted the batch.
+		c.submitUnit(nil, charge)
 	}
 	return nil
 }
@@ -161,7 +159,7 @@ func (c *conn) alerts() error {
 			events, cancel := a.Subscribe()
 			c.unsub = cancel
 			c.submitBatch()
-			c.submitUnit(events)
+			c.submitUnit(events, 0)
 		}
 	}
 	return nil
