@@ -159,6 +159,19 @@ func (a *api) pieces(w http.ResponseWriter) *pieceWriter {
 	return &pieceWriter{w: w, rc: http.NewResponseController(w), timeout: a.opts.WriteTimeout, start: time.Now()}
 }
 
+// pieceSize is the size of the pieces a reply is written in.
+const pieceSize = 32 << 10
+
+// flushFull writes buf once it holds a piece, and returns it emptied (or
+// as it was, when it holds less).
+func (p *pieceWriter) flushFull(buf []byte) ([]byte, error) {
+	if len(buf) <= pieceSize {
+		return buf, nil
+	}
+	_, err := p.Write(buf)
+	return buf[:0], err
+}
+
 func (p *pieceWriter) Write(b []byte) (int, error) {
 	p.rc.SetWriteDeadline(p.start.Add(p.timeout + time.Duration(p.written/minReadRate)*time.Second))
 	n, err := p.w.Write(b)
@@ -262,8 +275,7 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 	// 150 MB as a []point marshalled at once.
 	w.Header().Set("Content-Type", "application/json")
 	out := a.pieces(w)
-	nameJSON, _ := json.Marshal(name) // cannot fail
-	buf := append([]byte(`{"name":`), nameJSON...)
+	buf := appendJSONString([]byte(`{"name":`), name)
 	buf = append(buf, `,"op":"`...)
 	buf = append(buf, op.String()...)
 	buf = append(buf, `","points":[`...)
@@ -276,11 +288,8 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 		buf = append(buf, `","value":`...)
 		buf = appendValue(buf, p.Value)
 		buf = append(buf, '}')
-		if len(buf) > 32<<10 {
-			if _, err := out.Write(buf); err != nil {
-				return // the client is gone
-			}
-			buf = buf[:0]
+		if buf, err = out.flushFull(buf); err != nil {
+			return // the client is gone
 		}
 	}
 	buf = append(buf, `],"secs":`...)
@@ -347,13 +356,11 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) {
 			first = false
 			// Within the chunk too: a merge of several series in memory
 			// comes in one call, of up to millions of samples.
-			if len(buf) > 32<<10 {
-				if _, werr = out.Write(buf); werr != nil {
-					return false // the client is gone
-				}
-				buf = buf[:0]
-				wrote = true
+			n := len(buf)
+			if buf, werr = out.flushFull(buf); werr != nil {
+				return false // the client is gone
 			}
+			wrote = wrote || len(buf) < n
 		}
 		return true
 	})
@@ -394,11 +401,9 @@ func (a *api) metrics(w http.ResponseWriter, r *http.Request) {
 			buf = append(buf, ',')
 		}
 		buf = appendJSONString(buf, n)
-		if len(buf) > 32<<10 {
-			if _, err := out.Write(buf); err != nil {
-				return // the client is gone
-			}
-			buf = buf[:0]
+		var err error
+		if buf, err = out.flushFull(buf); err != nil {
+			return // the client is gone
 		}
 	}
 	out.Write(append(buf, "]\n"...))
