@@ -50,6 +50,7 @@ func (m *Monitor) check() {
 	if cap(m.mergeTs) > maxSpare {
 		m.mergeTs, m.mergeVs = nil, nil // as recycle: a burst must not pin its memory
 	}
+	m.win.Reset() // nor its windows
 	sort.Slice(events, func(i, j int) bool { return events[i].ID < events[j].ID })
 	m.publishUnlock(changed, events, now)
 	m.stats.checks.Add(1)
@@ -157,7 +158,6 @@ func (m *Monitor) evaluate(r *rule, ts []int64, vs []float64, now int64) *event 
 			worst = p
 		}
 	}
-	w.Reset() // a burst's windows are not kept until the next check
 	r.lastCheck, r.hasValue, r.lastValue, r.lastWin, r.breaching = now, true, worst.Value, worst.Start, crossing
 
 	notify := false

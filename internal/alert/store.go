@@ -154,7 +154,6 @@ func (m *Monitor) write(changed []*rule, events []*event, now int64) error {
 			}
 		}
 		hb := tx.Bucket(bucketHistory)
-		n = m.histCount
 		for _, e := range events {
 			seq, err := hb.NextSequence()
 			if err != nil {
