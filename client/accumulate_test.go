@@ -49,6 +49,15 @@ func newManualClient(t *testing.T, opts *Options) (*Client, *manualClock) {
 // at returns the time ms milliseconds after t0.
 func at(ms int64) time.Time { return time.UnixMilli(t0 + ms) }
 
+// tickNow runs the collector's tick for the open interval, as its timer
+// does at the interval's end.
+func tickNow(c *Client) {
+	c.collectMu.Lock()
+	start := c.curStart
+	c.collectMu.Unlock()
+	c.tick(start)
+}
+
 type pt struct {
 	name string
 	v    float64
@@ -71,7 +80,11 @@ func TestIntervalBucketing(t *testing.T) {
 			ctr.Add(u)
 		}
 		clk.set(at(now))
-		c.collect(tick)
+		if tick {
+			tickNow(c)
+		} else {
+			c.collect() // as a Flush does
+		}
 	}
 	clk.set(at(1000))
 	step(10_003, true, 1, 2.5)      // interval [0,10s) closes 3 ms late
@@ -101,7 +114,7 @@ func TestFlushBetweenBoundaryAndTick(t *testing.T) {
 	ctr := c.Counter("req")
 	ctr.Add(1)
 	clk.set(at(10_001)) // [0,10s) ended; the timer has not fired yet
-	c.collect(false)    // a Flush
+	c.collect()         // a Flush
 	ctr.Add(2)
 	c.tick(t0) // the timer set for the end of [0,10s)
 	ctr.Add(4)
@@ -123,7 +136,7 @@ func TestCounterLargeDeltas(t *testing.T) {
 	ctr.Add(1)
 	ctr.Add(-1 << 40)
 	clk.set(at(10_000))
-	c.collect(true)
+	tickNow(c)
 	want := []pt{{"bytes", 1e19 + 1 - 1<<40, 0}}
 	if got := points(c.Get("bytes")); !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
@@ -149,7 +162,7 @@ func TestGaugeModes(t *testing.T) {
 					g.Set(v)
 				}
 				clk.set(at(int64(i+1) * 10_000))
-				c.collect(true)
+				tickNow(c)
 			}
 			if got := points(c.Get("g")); !slices.Equal(got, tt.want) {
 				t.Errorf("got %v, want %v", got, tt.want)
@@ -184,11 +197,11 @@ func TestGaugeMeanConcurrent(t *testing.T) {
 		}
 		ms += 10_000
 		clk.set(at(ms))
-		c.collect(true)
+		tickNow(c)
 	}
 	ms += 10_000
 	clk.set(at(ms))
-	c.collect(true)
+	tickNow(c)
 	// A Set counted in one interval and summed in another would make a
 	// mean other than 1.
 	for _, p := range c.Get("g") {
@@ -215,12 +228,12 @@ func TestMeter(t *testing.T) {
 	m.Add(10)
 	m.Add(5)
 	clk.set(at(10_000))
-	c.collect(true)
+	tickNow(c)
 	clk.set(at(20_000))
-	c.collect(true) // not updated: no point
+	tickNow(c) // not updated: no point
 	m.Set(100)
 	clk.set(at(30_000))
-	c.collect(true)
+	tickNow(c)
 	want := []pt{{"bytes", 15, 0}, {"bytes", 100, 20_000}}
 	if got := points(c.Get("bytes")); !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
@@ -235,7 +248,7 @@ func TestMeterNonFinite(t *testing.T) {
 	step := func(ms int64, update func()) {
 		update()
 		clk.set(at(ms))
-		c.collect(true)
+		tickNow(c)
 	}
 	step(10_000, func() { m.Add(10); m.Add(math.NaN()); m.Add(math.Inf(1)) })
 	step(20_000, func() { m.Add(5) })
@@ -289,7 +302,7 @@ func TestHistogramQuantiles(t *testing.T) {
 			h.Observe(math.NaN()) // ignored
 			h.Observe(math.Inf(1))
 			clk.set(at(10_000))
-			c.collect(true)
+			tickNow(c)
 			slices.Sort(vals)
 			got := map[string]float64{}
 			for _, p := range c.Get("h") {
@@ -327,7 +340,7 @@ func TestHistogramQuantileRank(t *testing.T) {
 		h.Observe(float64(i))
 	}
 	clk.set(at(10_000))
-	c.collect(true)
+	tickNow(c)
 	got := map[string]float64{}
 	for _, p := range c.Get("h") {
 		got[p.Name] = p.Value
@@ -361,7 +374,7 @@ func TestHistogramOutOfRange(t *testing.T) {
 				h.Observe(v)
 			}
 			clk.set(at(10_000))
-			c.collect(true)
+			tickNow(c)
 			got := map[string]float64{}
 			for _, p := range c.Get("h") {
 				got[p.Name] = p.Value
@@ -381,12 +394,12 @@ func TestHistogramIdleAndReset(t *testing.T) {
 	h := c.Histogram("h")
 	h.Observe(1000)
 	clk.set(at(10_000))
-	c.collect(true)
+	tickNow(c)
 	clk.set(at(20_000))
-	c.collect(true) // idle: no points
+	tickNow(c) // idle: no points
 	h.Observe(2)
 	clk.set(at(30_000))
-	c.collect(true)
+	tickNow(c)
 	var got []pt
 	for _, p := range points(c.Get("h")) {
 		if p.name == "h.max" || p.name == "h.p50" || p.name == "h.count" {
@@ -407,7 +420,7 @@ func TestTimer(t *testing.T) {
 	tm.Time(func() { time.Sleep(2 * time.Millisecond) })
 	tm.Since(time.Now().Add(-3 * time.Second))
 	clk.set(at(10_000))
-	c.collect(true)
+	tickNow(c)
 	got := map[string]float64{}
 	for _, p := range c.Get("op") {
 		got[p.Name] = p.Value
@@ -427,7 +440,7 @@ func TestRegister(t *testing.T) {
 	for i, add := range []float64{5, 0, 7} {
 		total += add
 		clk.set(at(int64(i+1) * 10_000))
-		c.collect(true)
+		tickNow(c)
 	}
 	tests := []struct {
 		name string
@@ -454,7 +467,7 @@ func TestRegisterCounterReset(t *testing.T) {
 	for i, v := range []float64{10, 25, 3, 3, 8, 0, 4, math.NaN(), 9} {
 		total = v
 		clk.set(at(int64(i+1) * 10_000))
-		c.collect(true)
+		tickNow(c)
 	}
 	want := []pt{
 		{"served", 15, 10_000},
@@ -478,10 +491,10 @@ func TestRuntimeMetrics(t *testing.T) {
 	c.RuntimeMetrics()
 	c.RuntimeMetrics()
 	clk.set(at(10_000))
-	c.collect(true)
+	tickNow(c)
 	runtime.GC()
 	clk.set(at(20_000))
-	c.collect(true)
+	tickNow(c)
 	last := map[string]float64{}
 	for _, p := range c.Snapshot() {
 		last[p.Name] = p.Value
@@ -498,7 +511,7 @@ func TestRuntimeGCPauseFirstInterval(t *testing.T) {
 	c.RuntimeMetrics()
 	runtime.GC()
 	clk.set(at(10_000))
-	c.collect(true)
+	tickNow(c)
 	if got := c.Get(RuntimeGCPause); len(got) != 1 || got[0].Value <= 0 {
 		t.Errorf("first interval's %s points: %v, want one with the pause of its GC", RuntimeGCPause, got)
 	}
@@ -521,7 +534,7 @@ func TestCounterAddIsExactUnderContention(t *testing.T) {
 	for finished := 0; finished <= workers; {
 		ms += 10_000
 		clk.set(at(ms))
-		c.collect(true)
+		tickNow(c)
 		if finished == workers {
 			break
 		}
@@ -549,7 +562,7 @@ func TestHistogramNonFinite(t *testing.T) {
 	h.Observe(math.NaN())
 	h.Observe(math.Inf(-1))
 	clk.set(at(10_000))
-	c.collect(true)
+	tickNow(c)
 	if got := points(c.Get("lat.count")); len(got) != 1 || got[0].v != 1 {
 		t.Errorf("lat.count %v, want one point of 1", got)
 	}

@@ -343,18 +343,17 @@ func (c *Client) tick(start int64) {
 	}
 }
 
-// collect closes the open interval: every metric's accumulated values
-// become points stamped with the interval's start. At a period boundary
-// (tick) the next interval opens; a Flush or Close collects early and the
-// interval stays open, so later updates in it make a second point with the
-// same timestamp.
-func (c *Client) collect(tick bool) {
+// collect collects early, for a Flush or Close: the interval stays open,
+// so later updates in it make a second point with the same timestamp.
+func (c *Client) collect() {
 	c.collectMu.Lock()
 	defer c.collectMu.Unlock()
-	c.collectLocked(tick)
+	c.collectLocked(false)
 }
 
-// collectLocked is collect with collectMu held.
+// collectLocked closes the open interval: every metric's accumulated
+// values become points stamped with the interval's start. At a period
+// boundary (tick) the next interval opens. Callers hold collectMu.
 func (c *Client) collectLocked(tick bool) {
 	c.mu.Lock()
 	metrics := c.metrics
@@ -389,7 +388,7 @@ func (c *Client) Flush(ctx context.Context) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	c.collect(false)
+	c.collect()
 	return c.sender.flush(ctx, c.backlog.lastSeq())
 }
 
@@ -403,7 +402,7 @@ func (c *Client) Close(ctx context.Context) error {
 		c.closed.Store(true)
 		close(c.stopCollect)
 		<-c.collectDone
-		c.collect(false)
+		c.collect()
 		err := c.sender.flush(ctx, c.backlog.lastSeq())
 		c.sender.stop()
 		if err != nil {

@@ -279,7 +279,7 @@ func TestBacklogBound(t *testing.T) {
 			ctr.Inc()
 		}
 		clk.set(at(ms))
-		c.collect(true)
+		tickNow(c)
 		produced += len(ctrs)
 	}
 	// Warm up, then measure the heap across many more intervals.

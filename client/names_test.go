@@ -153,7 +153,7 @@ func TestGetDeleteSnapshot(t *testing.T) {
 	c.Counter("a.b").Inc()
 	c.Histogram("h").Observe(1)
 	clk.set(at(10_000))
-	c.collect(true)
+	tickNow(c)
 	if got := len(c.Get("a")); got != 1 {
 		t.Errorf("Get(a) returned %d points, want 1 (not a.b's)", got)
 	}
