@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -158,18 +156,11 @@ func checkIDs(t *testing.T, s *testServer, ids []int, when string) {
 	}
 }
 
-var flushesRE = regexp.MustCompile(`(?m)^vigia_tsdb_flushes_total (\d+)`)
-
 // flushes returns the flushes the server's /metrics counts.
 func (s *testServer) flushes() int {
 	s.t.Helper()
 	_, body := httpGet(s.t, "http://"+s.http+"/metrics")
-	m := flushesRE.FindStringSubmatch(body)
-	if m == nil {
-		s.t.Fatalf("no vigia_tsdb_flushes_total in /metrics:\n%.2000s", body)
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
+	return int(metricValue(s.t, body, "vigia_tsdb_flushes_total"))
 }
 
 // TestDiskFull runs the server on a small tmpfs and fills it up: the
