@@ -52,7 +52,7 @@ func runLoad(args []string) int {
 		fmt.Fprintln(os.Stderr, "vigia load: --interval must be above 0")
 		return 2
 	}
-	if err := checkPrefix("--prefix", o.Prefix, fmt.Sprintf("%s.c%d.m%d", o.Prefix, o.Clients-1, o.Metrics-1)); err != nil {
+	if err := checkPrefix("--prefix", o.Prefix, loadgen.LoadSeriesName(o.Prefix, o.Clients-1, o.Metrics-1)); err != nil {
 		fmt.Fprintf(os.Stderr, "vigia load: %v\n", err)
 		return 2
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -11,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vigia-mon/vigia/internal/alert"
 	"github.com/vigia-mon/vigia/internal/server"
 )
 
@@ -85,12 +85,12 @@ func runServer(args []string) int {
 	// Check URLs now rather than after a store open that may replay a long
 	// write-ahead log.
 	for _, u := range o.AlertWebhooks {
-		if !httpURL(u) {
+		if !alert.IsHTTPURL(u) {
 			fmt.Fprintf(os.Stderr, "vigia server: --alert-webhook %q: want an http:// or https:// URL\n", u)
 			return 2
 		}
 	}
-	if o.ExternalURL != "" && !httpURL(o.ExternalURL) {
+	if o.ExternalURL != "" && !alert.IsHTTPURL(o.ExternalURL) {
 		fmt.Fprintf(os.Stderr, "vigia server: --external-url %q: want an http:// or https:// URL\n", o.ExternalURL)
 		return 2
 	}
@@ -139,11 +139,4 @@ func runServer(args []string) int {
 		return 1
 	}
 	return 0
-}
-
-// httpURL reports whether s is an absolute http:// or https:// URL with a
-// host.
-func httpURL(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

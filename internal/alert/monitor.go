@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -235,8 +234,7 @@ func New(opts Options) (*Monitor, error) {
 		backoff0:   500 * time.Millisecond,
 	}
 	for _, u := range opts.Webhooks {
-		pu, err := url.Parse(u)
-		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		if !IsHTTPURL(u) {
 			return nil, fmt.Errorf("alert webhook %q is not an http:// or https:// URL (check --alert-webhook)", u)
 		}
 		m.hooks = append(m.hooks, newWebhook(u, opts.WebhookQueue))

@@ -166,6 +166,13 @@ func common(alerts []amAlert, get func(*amAlert) map[string]string) map[string]s
 	return out
 }
 
+// IsHTTPURL reports whether s is an absolute http:// or https:// URL with
+// a host, as a webhook's URL and Options.ExternalURL must be.
+func IsHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
 // webhook is one configured URL with its own queue and sender goroutine,
 // so a slow or dead receiver delays nothing but its own deliveries.
 //

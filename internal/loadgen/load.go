@@ -209,6 +209,11 @@ type loadClient struct {
 	stopped time.Time
 }
 
+// LoadSeriesName is the id Load's client sends its metric under.
+func LoadSeriesName(prefix string, client, metric int) string {
+	return fmt.Sprintf("%s.c%d.m%d", prefix, client, metric)
+}
+
 func newLoadClient(id int, o *LoadOptions, ctr *loadCounters, hist *Histogram, start time.Time) *loadClient {
 	c := &loadClient{
 		id: id, o: o, ctr: ctr, hist: hist, start: start,
@@ -216,7 +221,7 @@ func newLoadClient(id int, o *LoadOptions, ctr *loadCounters, hist *Histogram, s
 		rng: rand.New(rand.NewPCG(o.Seed, uint64(id))),
 	}
 	for k := 0; k < o.Metrics; k++ {
-		c.names = append(c.names, fmt.Appendf(nil, "LOG %s.c%d.m%d ", o.Prefix, id, k))
+		c.names = append(c.names, []byte("LOG "+LoadSeriesName(o.Prefix, id, k)+" "))
 		c.vals = append(c.vals, math.Round(c.rng.Float64()*10000)/100)
 	}
 	return c
