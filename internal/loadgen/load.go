@@ -276,10 +276,10 @@ func (c *loadClient) run(ctx context.Context) {
 			if c.session(ctx, nc) {
 				backoff = 0
 			}
-		} else if !runOver(ctx) {
+		} else if !runOver(ctx, time.Now()) {
 			c.ctr.errors.Add(1)
 		}
-		if runOver(ctx) {
+		if runOver(ctx, time.Now()) {
 			return
 		}
 		backoff = min(max(2*backoff, minBackoff), maxBackoff)
@@ -299,13 +299,13 @@ func (c *loadClient) run(ctx context.Context) {
 }
 
 // runOver reports whether the run has ended: ctx is done, or its deadline
-// passed, which ends a dial at once, before ctx itself says so.
-func runOver(ctx context.Context) bool {
+// passed by now, which ends a dial at once, before ctx itself says so.
+func runOver(ctx context.Context, now time.Time) bool {
 	if ctx.Err() != nil {
 		return true
 	}
 	dl, ok := ctx.Deadline()
-	return ok && !time.Now().Before(dl)
+	return ok && !now.Before(dl)
 }
 
 // pendingBatch is a burst of n requests of the schedule, from request k
@@ -456,11 +456,11 @@ func (c *loadClient) write(ctx context.Context, nc net.Conn, fifo chan<- pending
 			return
 		case <-t.C:
 		}
-		if runOver(ctx) {
-			c.stopped = time.Now()
+		now := time.Now() // one reading: a request due after the deadline is not sent
+		if runOver(ctx, now) {
+			c.stopped = now
 			return
 		}
-		now := time.Now()
 		due := int64(now.Sub(c.start).Seconds()*rate) + 1 - c.k
 		if due > 0 {
 			room := int64(c.o.Window) - outstanding.Load()

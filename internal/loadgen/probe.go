@@ -52,9 +52,12 @@ func scrapeMetrics(ctx context.Context, httpAddr string, stall time.Duration) (s
 		"vigia_native_busy_total":           &m.busy,
 		"vigia_tsdb_parts":                  &m.parts,
 	}
-	optional := map[string]*float64{
+	background := map[string]*float64{ // not on older servers
 		"vigia_tsdb_flush_seconds_total": &m.flushing,
 		"vigia_tsdb_merge_seconds_total": &m.merging,
+	}
+	optional := map[string]*float64{ // not on older servers either
+		"vigia_tsdb_head_samples": &m.headSamples,
 	}
 	found := 0
 	sc := bufio.NewScanner(resp.Body)
@@ -64,29 +67,21 @@ func scrapeMetrics(ctx context.Context, httpAddr string, stall time.Duration) (s
 		if !ok {
 			continue
 		}
-		if name == "vigia_tsdb_head_samples" { // not on every server version
-			if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
-				m.headSamples = v
+		p := want[name]
+		if p == nil {
+			if p = background[name]; p != nil {
+				m.hasBackground = true
+			} else if p = optional[name]; p == nil {
+				continue
 			}
-			continue
-		}
-		if p := optional[name]; p != nil {
-			v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-			if err != nil {
-				return m, fmt.Errorf("read metrics: %s: %w", name, err)
-			}
-			*p = v
-			m.hasBackground = true
-			continue
-		}
-		if p := want[name]; p != nil {
-			v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-			if err != nil {
-				return m, fmt.Errorf("read metrics: %s: %w", name, err)
-			}
-			*p = v
+		} else {
 			found++
 		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			return m, fmt.Errorf("read metrics: %s: %w", name, err)
+		}
+		*p = v
 	}
 	if err := sc.Err(); err != nil {
 		return m, fmt.Errorf("read metrics: %w", err)
