@@ -55,20 +55,13 @@ func (m *Monitor) Handler() http.Handler {
 	return httpjson.Routes(mux)
 }
 
-func writeJSON(w http.ResponseWriter, code int, body []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	w.Write(body)
-	w.Write([]byte{'\n'})
-}
-
 func (m *Monitor) serveList(w http.ResponseWriter, r *http.Request) {
 	b, err := m.ListJSON()
 	if err != nil {
 		httpjson.Error(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, b)
+	httpjson.Write(w, http.StatusOK, b)
 }
 
 func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
@@ -94,7 +87,7 @@ func (m *Monitor) serveGet(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, b)
+	httpjson.Write(w, http.StatusOK, b)
 }
 
 func (m *Monitor) serveDelete(w http.ResponseWriter, r *http.Request) {
@@ -159,7 +152,7 @@ func (m *Monitor) serveCreate(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusCreated
 	}
 	w.Header().Set("Location", "/api/v1/alerts/"+strconv.FormatInt(id, 10))
-	writeJSON(w, code, b)
+	httpjson.Write(w, code, b)
 }
 
 // ruleRequest is the body of POST /api/v1/alerts.
@@ -251,5 +244,5 @@ func (m *Monitor) serveHistory(w http.ResponseWriter, r *http.Request) {
 		q.Set("before", hex.EncodeToString(next))
 		w.Header().Set("Link", "<"+r.URL.Path+"?"+q.Encode()+`>; rel="next"`)
 	}
-	writeJSON(w, http.StatusOK, b)
+	httpjson.Write(w, http.StatusOK, b)
 }

@@ -111,9 +111,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	w.Write(append(b, '\n'))
+	httpjson.Write(w, code, b)
 }
 
 // appendValue appends a result value as a JSON number, written as

@@ -12,9 +12,15 @@ import (
 // Error writes {"error": msg} with status code.
 func Error(w http.ResponseWriter, code int, msg string) {
 	b, _ := json.Marshal(map[string]string{"error": msg}) // cannot fail
+	Write(w, code, b)
+}
+
+// Write writes body, a JSON value, and a newline with status code. It may
+// append to body.
+func Write(w http.ResponseWriter, code int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	w.Write(append(b, '\n'))
+	w.Write(append(body, '\n'))
 }
 
 // Routes returns a handler that serves mux and answers the requests mux
