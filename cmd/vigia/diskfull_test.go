@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // mountTmpfs mounts a tmpfs of size bytes on a new temp dir and returns
@@ -54,19 +53,6 @@ func fillDisk(t *testing.T, path string) {
 	}
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("filling %s: %v, want ENOSPC", path, err)
-	}
-}
-
-// waitFor polls cond every 50 ms until it holds, and fails the test when
-// it does not within d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

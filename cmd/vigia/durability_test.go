@@ -494,12 +494,12 @@ func TestSecondSignal(t *testing.T) {
 	}
 	syscall.Kill(s.cmd.Process.Pid, syscall.SIGTERM)
 	// Once the shutdown is under way, the server waits for the export.
-	for deadline := time.Now().Add(exitTimeout); !strings.Contains(s.log(), `msg="shutting down"`); {
-		if time.Now().After(deadline) || !s.running() {
-			t.Fatalf("no shutdown under way %v after SIGTERM (exited: %v):\n%s", exitTimeout, !s.running(), s.log())
+	waitFor(t, exitTimeout, "a shutdown under way after SIGTERM", func() bool {
+		if !s.running() {
+			t.Fatalf("the server exited after SIGTERM while an export was stalled:\n%s", s.log())
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return strings.Contains(s.log(), `msg="shutting down"`)
+	})
 	time.Sleep(500 * time.Millisecond)
 	if !s.running() {
 		t.Fatalf("the server exited %v after SIGTERM while an export was stalled; want it waiting", s.cmd.ProcessState)

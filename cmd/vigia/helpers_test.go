@@ -449,3 +449,16 @@ var baseSec = int(time.Now().UTC().Truncate(24*time.Hour).Unix()) - 2*86400
 func baseISO(sec int) string {
 	return time.Unix(int64(baseSec+sec), 0).UTC().Format("2006-01-02T15:04:05")
 }
+
+// waitFor polls cond every 50 ms until it holds, and fails the test when
+// it does not within d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
