@@ -16,15 +16,23 @@ import (
 // stdout, stderr and exit status.
 func runClientCmd(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runVigia(t, stdin, append([]string{"client"}, args...)...)
+}
+
+// runVigia runs the vigia binary with args and stdin, in a directory of
+// its own, and returns its stdout, stderr and exit status.
+func runVigia(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary(t), append([]string{"client"}, args...)...)
+	cmd := exec.CommandContext(ctx, binary(t), args...)
+	cmd.Dir = t.TempDir() // where a data dir taken for the default ./data would go
 	cmd.Stdin = strings.NewReader(stdin)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("vigia client %q did not exit within %v", args, exitTimeout)
+		t.Fatalf("vigia %q did not exit within %v", args, exitTimeout)
 	}
 	if err != nil {
 		if _, ok := err.(*exec.ExitError); !ok {

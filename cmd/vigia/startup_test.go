@@ -121,17 +121,9 @@ func TestStartupErrors(t *testing.T) {
 	} {
 		t.Run("flag "+strings.Join(args, " "), func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
-			defer cancel()
-			all := append([]string{"server", "--data-dir", t.TempDir(), "--native-addr", "off", "--http-addr", "off"}, args...)
-			var stderr bytes.Buffer
-			cmd := exec.CommandContext(ctx, binary(t), all...)
-			cmd.Dir = t.TempDir() // where an empty --data-dir taken for the default would go
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 ||
-				strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), args[0]+" ") {
-				t.Errorf("%v: %v, stderr %q; want exit status 2 and one line naming %s", args, err, stderr.String(), args[0])
+			_, stderr, code := runVigia(t, "", append([]string{"server", "--data-dir", t.TempDir(), "--native-addr", "off", "--http-addr", "off"}, args...)...)
+			if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, args[0]+" ") {
+				t.Errorf("%v: status %d, stderr %q; want exit status 2 and one line naming %s", args, code, stderr, args[0])
 			}
 		})
 	}
@@ -155,15 +147,9 @@ func TestToolFlagErrors(t *testing.T) {
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
-			defer cancel()
-			var stderr bytes.Buffer
-			cmd := exec.CommandContext(ctx, binary(t), append(args, "--addr", "127.0.0.1:1")...)
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 ||
-				strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), args[1]) {
-				t.Errorf("%v: %v, stderr %q; want exit status 2 and one line naming %s", args, err, stderr.String(), args[1])
+			_, stderr, code := runVigia(t, "", append(args, "--addr", "127.0.0.1:1")...)
+			if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, args[1]) {
+				t.Errorf("%v: status %d, stderr %q; want exit status 2 and one line naming %s", args, code, stderr, args[1])
 			}
 		})
 	}
@@ -182,24 +168,15 @@ func TestFlagUsage(t *testing.T) {
 	} {
 		t.Run(cmd, func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
-			defer cancel()
-			var stdout, stderr bytes.Buffer
-			c := exec.CommandContext(ctx, binary(t), cmd, "--help")
-			c.Stdout, c.Stderr = &stdout, &stderr
-			if err := c.Run(); err != nil || stderr.Len() > 0 || !strings.HasPrefix(stdout.String(), "Usage: vigia "+cmd+" ") {
-				t.Errorf("%s --help: %v, stdout %q, stderr %q; want the usage on stdout, status 0", cmd, err, stdout.String(), stderr.String())
+			stdout, stderr, code := runVigia(t, "", cmd, "--help")
+			if code != 0 || stderr != "" || !strings.HasPrefix(stdout, "Usage: vigia "+cmd+" ") {
+				t.Errorf("%s --help: status %d, stdout %q, stderr %q; want the usage on stdout, status 0", cmd, code, stdout, stderr)
 			}
 			for _, args := range [][]string{{"--no-such-flag"}, {"--prefix"}, badValue} {
-				stdout.Reset()
-				stderr.Reset()
-				c := exec.CommandContext(ctx, binary(t), append([]string{cmd}, args...)...)
-				c.Stdout, c.Stderr = &stdout, &stderr
-				err := c.Run()
-				line := stderr.String()
-				if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || stdout.Len() > 0 ||
+				stdout, line, code := runVigia(t, "", append([]string{cmd}, args...)...)
+				if code != 2 || stdout != "" ||
 					strings.Count(line, "\n") != 1 || !strings.HasPrefix(line, "vigia "+cmd+": ") || !strings.Contains(line, "--help") {
-					t.Errorf("%s %q: %v, stdout %q, stderr %q; want one line on stderr pointing to --help, status 2", cmd, args, err, stdout.String(), line)
+					t.Errorf("%s %q: status %d, stdout %q, stderr %q; want one line on stderr pointing to --help, status 2", cmd, args, code, stdout, line)
 				}
 			}
 		})
