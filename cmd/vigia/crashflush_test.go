@@ -7,11 +7,9 @@ package main
 // be there, once, after each restart.
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -78,54 +76,19 @@ type crashRound struct {
 // run pipelines LOGs of samples cc.next.. on a new connection until the
 // server is killed, or crashMaxLines are sent and answered.
 func (cc *crashConn) run(addr string, r *crashRound, total *atomic.Int64) {
-	nc, err := net.DialTimeout("tcp", addr, replyTimeout)
-	if err != nil {
-		r.err = err
-		return
-	}
-	// The kill ends both loops; the deadline only bounds a hung server.
-	nc.SetDeadline(time.Now().Add(time.Minute))
-	from := cc.next
-	wrote := make(chan struct{})
-	defer func() {
-		nc.Close()
-		<-wrote
-	}()
-	go func() {
-		defer close(wrote)
-		var b []byte
-		start := time.Now()
-		for sent := 0; sent < crashMaxLines; {
-			// Paced, so that the kill finds the load still running.
-			time.Sleep(time.Until(start.Add(time.Duration(sent) * time.Second / crashRate)))
-			b = b[:0]
-			for range crashChunk {
-				n := from + sent
-				b = fmt.Appendf(b, "LOG %s %d.%02d %s\n", cc.id(seriesOf(n)), n, cc.code(n),
-					secs(crashT0+int64(n)*crashStep))
-				sent++
-			}
-			// Counted before the write: a write cut by the kill may
-			// have sent part of the chunk.
-			r.attempted.Store(int64(sent))
-			if _, err := nc.Write(b); err != nil {
-				return
-			}
+	from, start := cc.next, time.Now()
+	r.err = pipelineLOGs(addr, fmt.Sprintf("connection %d from sample %d", cc.c, from), func(b []byte, sent int) ([]byte, int) {
+		if sent >= crashMaxLines {
+			return b, 0
 		}
-	}()
-	br := bufio.NewReaderSize(nc, 1<<16)
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return
+		// Paced, so that the kill finds the load still running.
+		time.Sleep(time.Until(start.Add(time.Duration(sent) * time.Second / crashRate)))
+		for i := range crashChunk {
+			n := from + sent + i
+			b = fmt.Appendf(b, "LOG %s %d.%02d %s\n", cc.id(seriesOf(n)), n, cc.code(n), secs(crashT0+int64(n)*crashStep))
 		}
-		if line != wantInserted+"\n" {
-			r.err = fmt.Errorf("connection %d: reply to sample %d is %q", cc.c, from+int(r.acked.Load()), line)
-			return
-		}
-		r.acked.Add(1)
-		total.Add(1)
-	}
+		return b, crashChunk
+	}, &r.attempted, &r.acked, total)
 }
 
 // endRound records what the round sent and what was acknowledged.

@@ -153,40 +153,60 @@ type loadWriter struct {
 }
 
 func (w *loadWriter) run(addr string, total *atomic.Int64) {
+	w.err = pipelineLOGs(addr, w.id, func(b []byte, seq int) ([]byte, int) {
+		for i := range 50 {
+			b = fmt.Appendf(b, "LOG %s %d %d\n", w.id, seq+i, baseSec+seq+i)
+		}
+		return b, 50
+	}, &w.attempted, &w.acked, total)
+}
+
+// pipelineLOGs dials addr and writes the chunks of LOG lines next appends
+// (next(b, sent) appends lines sent, sent+1, ... and says how many; 0
+// ends the writing), counting in attempted the lines handed to Write,
+// while it reads the 201s in order, counting them in acked and total. It
+// returns when the connection breaks (the server is killed), after its
+// writer stopped, with the first reply other than 201 or a dial error.
+func pipelineLOGs(addr, name string, next func(b []byte, sent int) ([]byte, int), attempted, acked, total *atomic.Int64) error {
 	nc, err := net.DialTimeout("tcp", addr, replyTimeout)
 	if err != nil {
-		w.err = err
-		return
+		return err
 	}
-	defer nc.Close()
 	// The kill ends both loops: reads and writes fail once the server is
-	// gone. The deadlines only bound a hung server.
+	// gone. The deadline only bounds a hung server.
 	nc.SetDeadline(time.Now().Add(2 * time.Minute))
+	wrote := make(chan struct{})
+	defer func() {
+		nc.Close()
+		<-wrote
+	}()
 	go func() {
+		defer close(wrote)
 		var b []byte
-		for seq := 0; ; {
-			b = b[:0]
-			for range 50 {
-				b = fmt.Appendf(b, "LOG %s %d %d\n", w.id, seq, baseSec+seq)
-				seq++
+		for sent := 0; ; {
+			var n int
+			if b, n = next(b[:0], sent); n == 0 {
+				return
 			}
-			w.attempted.Store(int64(seq))
+			sent += n
+			// Counted before the write: a write cut by the kill may have
+			// sent part of the chunk.
+			attempted.Store(int64(sent))
 			if _, err := nc.Write(b); err != nil {
 				return
 			}
 		}
 	}()
-	r := bufio.NewReader(nc)
+	br := bufio.NewReaderSize(nc, 1<<16)
 	for {
-		line, err := r.ReadString('\n')
+		line, err := br.ReadString('\n')
 		if err != nil {
-			return
+			return nil
 		}
 		if line != wantInserted+"\n" {
-			w.err = fmt.Errorf("%s: reply %d is %q", w.id, w.acked.Load(), line)
-			return
+			return fmt.Errorf("%s: reply %d is %q", name, acked.Load(), line)
 		}
-		w.acked.Add(1)
+		acked.Add(1)
 		total.Add(1)
 	}
 }
