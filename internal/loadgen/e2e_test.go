@@ -395,37 +395,23 @@ func TestLoadSendsWhatIsDue(t *testing.T) {
 // requests sent as lost and the ones due before the stop and not sent as
 // skipped; not those that fall due during the wait.
 func TestLoadStopsOnSilentServer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	// Cancelled as by Ctrl-C (a context without a deadline), a second
 	// after the first request arrived, so that the run lasts at least a
 	// second however late the client started.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var once sync.Once
-	go func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer nc.Close()
-			go func() {
-				// Reads everything, answers nothing.
-				if n, _ := nc.Read(make([]byte, 1)); n > 0 {
-					once.Do(func() { time.AfterFunc(time.Second, cancel) })
-				}
-				io.Copy(io.Discard, nc)
-			}()
+	addr := serveTCP(t, func(nc net.Conn) {
+		// Reads everything, answers nothing.
+		if n, _ := nc.Read(make([]byte, 1)); n > 0 {
+			once.Do(func() { time.AfterFunc(time.Second, cancel) })
 		}
-	}()
+		io.Copy(io.Discard, nc)
+	})
 	var out syncBuffer
 	began := time.Now()
 	tot, err := Load(ctx, LoadOptions{
-		Addr: ln.Addr().String(), Rate: 100, Window: 50, Out: &out, Logger: discardLogger(),
+		Addr: addr, Rate: 100, Window: 50, Out: &out, Logger: discardLogger(),
 	})
 	if err != nil {
 		t.Fatal(err)
